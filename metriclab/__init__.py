@@ -1,0 +1,8 @@
+"""metriclab: metric learning and few-shot learning, checked against the papers."""
+
+import torch  # noqa: F401  (torch before faiss: both bundle OpenMP runtimes)
+
+from metriclab import data, distances, evaluation, losses, models
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "data", "distances", "evaluation", "losses", "models"]

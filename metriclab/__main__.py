@@ -1,0 +1,5 @@
+import sys
+
+from metriclab.cli import main
+
+sys.exit(main())

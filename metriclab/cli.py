@@ -1,0 +1,68 @@
+"""The ``metriclab`` command line: train and eval."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from metriclab.config import resolve_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="metriclab", description="Metric learning and few-shot evaluation."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model; leaves a run folder")
+    train.add_argument(
+        "--config", help="a shipped config name or a YAML file (default: digits-siamese)"
+    )
+    train.add_argument("--run-dir", type=Path, help="run folder (default: runs/<config>-<time>)")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.steps=100"
+    )
+
+    evaluate = commands.add_parser("eval", help="evaluate a run on its unseen classes")
+    evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    evaluate.add_argument(
+        "--json", type=Path, help="write the results here (default: RUN_DIR/results.json)"
+    )
+    evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> None:
+    from metriclab import training
+
+    config = resolve_config(args.config, args.overrides)
+    run_dir = args.run_dir or training.default_run_dir(config)
+    training.train(config, run_dir, progress=not args.no_progress)
+    print(f"run folder: {run_dir}")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from metriclab import training
+
+    report = training.evaluate_run(args.run_dir, args.json, progress=not args.no_progress)
+    print(report.table())
+    print(f"results: {args.json or args.run_dir / training.RESULTS}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        {"train": _train, "eval": _eval}[args.command](args)
+    except (ValueError, OSError, RuntimeError) as failure:
+        print(f"error: {failure}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""The built-in default data set: scikit-learn's bundled handwritten digits (no download)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+
+from metriclab.data.images import LabeledImages
+
+
+def digits(size: int = 16) -> LabeledImages:
+    """The 1,797 8×8 digits of scikit-learn (UCI optdigits), 10 classes, as uint8 ``(N, 1, size, size)``.
+
+    The 17 grey levels (0–16) are scaled to 0–255. ``size`` > 8 upsamples bilinearly so that
+    four 2×2 poolings (Conv-4) still leave a spatial map. Item ids are ``"digits:<index>"``.
+    """
+    if size < 8:
+        raise ValueError(f"size must be at least 8 (the native resolution), got {size}")
+    bunch = load_digits()
+    images = torch.from_numpy(bunch.images).float().unsqueeze(1) * (255.0 / 16.0)
+    if size != 8:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    images = images.round().clamp(0, 255).to(torch.uint8)
+    labels = torch.from_numpy(bunch.target).to(torch.int64)
+    return LabeledImages(
+        images=images,
+        labels=labels,
+        class_names=tuple(str(c) for c in range(10)),
+        item_ids=tuple(f"digits:{i}" for i in range(len(labels))),
+        description=f"digits(size={size})",
+    )

@@ -1,0 +1,91 @@
+"""The embedding network and the Siamese and triplet wrappers that share it."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from metriclab.distances import Distance
+from metriclab.models.backbones import output_features
+
+
+class EmbeddingNet(nn.Module):
+    """Backbone → linear projection to ``dim`` → optional L2 normalisation.
+
+    Args:
+        backbone: maps ``(B, C, H, W)`` float images to ``(B, F)`` (or a map that flattens to it).
+        dim: embedding dimension D.
+        in_channels, image_size: the input shape, used once to size the projection.
+        normalize: L2-normalise the embeddings (off by default: nothing hidden).
+
+    ``forward``: ``(B, C, H, W)`` float in [0, 1] → ``(B, D)``.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        dim: int,
+        in_channels: int = 1,
+        image_size: int = 28,
+        normalize: bool = False,
+    ) -> None:
+        super().__init__()
+        if dim < 1:
+            raise ValueError(f"dim must be at least 1, got {dim}")
+        self.backbone = backbone
+        self.in_channels = in_channels
+        self.dim = dim
+        self.normalize = normalize
+        self.head = nn.Linear(output_features(backbone, in_channels, image_size), dim)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != self.in_channels:
+            raise ValueError(
+                f"expected images of shape (B, {self.in_channels}, H, W), got {tuple(images.shape)}"
+            )
+        embeddings = self.head(self.backbone(images).flatten(1))
+        return F.normalize(embeddings, dim=-1) if self.normalize else embeddings
+
+
+class SiameseNet(nn.Module):
+    """Two towers with shared weights and a distance head (Koch et al. 2015).
+
+    ``forward(x1, x2)``: two ``(B, C, H, W)`` batches → ``(B,)`` verification logits
+    ``b − d(f(x1), f(x2))``; ``σ(logit)`` is the probability that the pair shows one class.
+    With ``WeightedL1`` this is Koch's ``σ(Σ_j α_j |h1_j − h2_j| + b)`` with ``α = −w ≤ 0``.
+    """
+
+    def __init__(self, embedding_net: EmbeddingNet, distance: Distance) -> None:
+        super().__init__()
+        self.embedding_net = embedding_net
+        self.distance = distance
+        self.bias = nn.Parameter(torch.ones(()))
+
+    def logits(self, e1: torch.Tensor, e2: torch.Tensor) -> torch.Tensor:
+        """Logits of aligned embedding pairs ``(…, N, D)`` → ``(…, N)``."""
+        return self.bias - self.distance(e1, e2)
+
+    def logit_matrix(self, queries: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+        """Logits of every query × support pair: ``(…, Nq, D)`` × ``(…, Ns, D)`` → ``(…, Nq, Ns)``."""
+        return self.bias - self.distance.matrix(queries, support)
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        embeddings = self.embedding_net(torch.cat([x1, x2]))
+        e1, e2 = embeddings.split([x1.shape[0], x2.shape[0]])
+        return self.logits(e1, e2)
+
+
+class TripletNet(nn.Module):
+    """Three towers with shared weights: ``forward(a, p, n)`` → three ``(B, D)`` embeddings."""
+
+    def __init__(self, embedding_net: EmbeddingNet) -> None:
+        super().__init__()
+        self.embedding_net = embedding_net
+
+    def forward(
+        self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        embeddings = self.embedding_net(torch.cat([anchor, positive, negative]))
+        a, p, n = embeddings.split([anchor.shape[0], positive.shape[0], negative.shape[0]])
+        return a, p, n

@@ -1,0 +1,60 @@
+"""End to end: train a few steps on digits, evaluate, and the CLI's error contract."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from metriclab.cli import main
+
+
+def test_train_then_eval_end_to_end(tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    overrides = ["train.steps=20", "train.batch_size=32", "eval.episodes=50", "eval.pairs=200"]
+    assert main(["train", "--no-progress", "--run-dir", str(run), *overrides]) == 0
+    assert (run / "checkpoint.pt").is_file() and (run / "config.yaml").is_file()
+    assert main(["eval", str(run), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "5-way 1-shot accuracy" in out and "ROC AUC" in out
+    results = json.loads((run / "results.json").read_text())
+    episodes = results["episodes"]["5-way 1-shot"]
+    assert episodes["episodes"] == 50 and 0.0 <= episodes["accuracy"] <= 1.0
+    assert 0.0 <= results["verification"]["auc"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["train", "trian.steps=3"],
+            "unknown config key 'trian.steps'; did you mean 'train.steps'?",
+        ),
+        (["train", "eval.n_way=9"], "eval.n_way=9 exceeds the 5 unseen classes"),
+        (["eval", "/nonexistent/run"], "run folder /nonexistent/run does not exist"),
+    ],
+)
+def test_bad_input_is_one_error_line_and_exit_2(argv: list[str], message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "metriclab", *argv], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: ") and message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_checkpoint_with_pickled_code_is_refused(tmp_path, capsys) -> None:
+    import pickle
+
+    run = tmp_path / "evil"
+    run.mkdir()
+
+    class Boom:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (run / "checkpoint.pt").write_bytes(pickle.dumps(Boom()))
+    assert main(["eval", str(run), "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert "pwned" not in captured.out
+    assert "cannot load checkpoint" in captured.err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from metriclab.config import resolve_config
@@ -20,6 +21,7 @@ def _parser() -> argparse.ArgumentParser:
         "--config", help="a shipped config name or a YAML file (default: digits-siamese)"
     )
     train.add_argument("--run-dir", type=Path, help="run folder (default: runs/<config>-<time>)")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument(
         "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.steps=100"
@@ -37,8 +39,16 @@ def _parser() -> argparse.ArgumentParser:
 def _train(args: argparse.Namespace) -> None:
     from metriclab import training
 
+    if args.resume is not None:
+        if args.run_dir is not None and args.run_dir != args.resume:
+            raise ValueError("--resume RUN_DIR already names the run folder; drop --run-dir")
+        changed = args.config is not None or bool(args.overrides)
+        config = resolve_config(args.config, args.overrides) if changed else None
+        training.train(config, args.resume, resume=True, progress=not args.no_progress)
+        print(f"run folder: {args.resume}")
+        return
     config = resolve_config(args.config, args.overrides)
-    run_dir = args.run_dir or training.default_run_dir(config)
+    run_dir = args.run_dir or Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     training.train(config, run_dir, progress=not args.no_progress)
     print(f"run folder: {run_dir}")
 

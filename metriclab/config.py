@@ -22,13 +22,28 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    """Which images, and which of their classes stay unseen until evaluation."""
+    """Which images, and which of their classes stay unseen until evaluation.
+
+    ``name`` is a loader (``digits``, ``omniglot``, ``image_folder``, ``csv``); ``path`` one or more
+    files or folders (a comma-separated string on the command line). The test classes are
+    ``test_groups`` (e.g. alphabets) when given, else ``test_classes``, else a seeded
+    ``test_fraction`` of the classes. ``val_fraction`` of the training classes (or ``val_groups``)
+    is carved off for validation and early stopping.
+    """
 
     name: str = "digits"
-    path: str | None = None
+    path: list[str] | None = None
     size: int = 16
+    channels: int | None = None
+    alphabets: list[str] | None = None
     test_fraction: float = 0.5
+    test_classes: list[str] | None = None
+    test_groups: list[str] | None = None
+    val_fraction: float = 0.0
+    val_groups: list[str] | None = None
     split_seed: int = 0
+    rotations: list[int] | None = None
+    augment: str = "none"
 
 
 @dataclass
@@ -43,21 +58,48 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """The optimisation: objective, loss, steps and optimiser settings."""
+    """The optimisation: objective, loss, batches, optimiser, schedule and checkpoints.
+
+    Batches: ``siamese`` draws ``batch_size`` pairs, ``classifier`` ``batch_size`` images,
+    ``triplet`` ``classes_per_batch`` × ``samples_per_class`` images, ``episodic`` one
+    ``n_way``-way ``k_shot``-shot episode with ``n_query`` queries per class.
+    """
 
     objective: str = "siamese"
     loss: str = "verification"
+    loss_params: dict[str, Any] = field(default_factory=dict)
+    miner: str | None = None
+    miner_params: dict[str, Any] = field(default_factory=dict)
     steps: int = 600
     batch_size: int = 128
+    classes_per_batch: int = 8
+    samples_per_class: int = 4
+    n_way: int = 5
+    k_shot: int = 1
+    n_query: int = 5
+    within_group: bool = False
+    optimizer: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    momentum: float = 0.9
+    schedule: str = "none"
+    step_size: int = 1000
+    gamma: float = 0.5
+    clip_grad: float | None = None
+    amp: bool = True
     seed: int = 0
     device: str = "cpu"
+    checkpoint_every: int = 200
+    keep_last: int = 2
+    validate_every: int = 0
+    val_episodes: int = 200
+    patience: int = 0
+    log_every: int = 10
 
 
 @dataclass
 class EvalConfig:
-    """Seeded episodes and verification pairs on the unseen classes."""
+    """Seeded episodes and verification pairs on the unseen classes, plus published episode files."""
 
     n_way: int = 5
     k_shot: int = 1
@@ -65,6 +107,8 @@ class EvalConfig:
     episodes: int = 1000
     pairs: int = 2000
     seed: int = 0
+    scorer: str = "nearest"
+    episode_files: list[str] | None = None
 
 
 @dataclass
@@ -82,30 +126,62 @@ class Config:
 
     def validate(self) -> Config:
         """Check value ranges; raise :class:`ConfigError` naming the first bad key."""
-        positive = {
+        at_least_one = {
             "data.size": self.data.size,
             "model.dim": self.model.dim,
             "train.steps": self.train.steps,
-            "train.batch_size": self.train.batch_size,
-            "eval.n_way": self.eval.n_way,
+            "train.classes_per_batch": self.train.classes_per_batch,
+            "train.samples_per_class": self.train.samples_per_class,
+            "train.k_shot": self.train.k_shot,
+            "train.n_query": self.train.n_query,
+            "train.checkpoint_every": self.train.checkpoint_every,
+            "train.keep_last": self.train.keep_last,
+            "train.val_episodes": self.train.val_episodes,
+            "train.log_every": self.train.log_every,
+            "train.step_size": self.train.step_size,
             "eval.k_shot": self.eval.k_shot,
             "eval.n_query": self.eval.n_query,
             "eval.episodes": self.eval.episodes,
             "eval.pairs": self.eval.pairs,
         }
-        for key, value in positive.items():
+        at_least_two = {
+            "train.batch_size": self.train.batch_size,
+            "train.n_way": self.train.n_way,
+            "eval.n_way": self.eval.n_way,
+        }
+        for key, value in at_least_one.items():
             if value < 1:
                 raise ConfigError(f"{key} must be at least 1, got {value}")
+        for key, value in at_least_two.items():
+            if value < 2:
+                raise ConfigError(f"{key} must be at least 2, got {value}")
+        for key, value in {
+            "train.validate_every": self.train.validate_every,
+            "train.patience": self.train.patience,
+        }.items():
+            if value < 0:
+                raise ConfigError(f"{key} must be 0 (off) or positive, got {value}")
         if not 0.0 < self.data.test_fraction < 1.0:
             raise ConfigError(
                 f"data.test_fraction must lie in (0, 1), got {self.data.test_fraction}"
             )
+        if not 0.0 <= self.data.val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must lie in [0, 1), got {self.data.val_fraction}")
         if self.train.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {self.train.lr}")
-        if self.eval.n_way < 2:
-            raise ConfigError(f"eval.n_way must be at least 2, got {self.eval.n_way}")
-        if self.train.batch_size < 2:
-            raise ConfigError(f"train.batch_size must be at least 2, got {self.train.batch_size}")
+        if self.train.clip_grad is not None and self.train.clip_grad <= 0:
+            raise ConfigError(
+                f"train.clip_grad must be positive or null, got {self.train.clip_grad}"
+            )
+        choices = {
+            "train.optimizer": (self.train.optimizer, ("adamw", "adam", "sgd")),
+            "train.schedule": (self.train.schedule, ("none", "cosine", "step")),
+            "data.augment": (self.data.augment, ("none", "affine")),
+            "eval.scorer": (self.eval.scorer, ("nearest", "prototype", "siamese")),
+        }
+        for key, (value, valid) in choices.items():
+            if value not in valid:
+                raise ConfigError(f"{key} must be one of {', '.join(valid)}, got {value!r}")
         return self
 
 
@@ -118,6 +194,18 @@ def _keys(cls: type, prefix: str = "") -> list[str]:
             keys += _keys(hint, f"{prefix}{f.name}.")
         else:
             keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def _mapping_keys() -> set[str]:
+    """Dotted keys whose value is a free-form mapping, such as ``train.loss_params``."""
+    keys = set()
+    for section in dataclasses.fields(Config):
+        hint = typing.get_type_hints(Config)[section.name]
+        if dataclasses.is_dataclass(hint):
+            for f in dataclasses.fields(hint):
+                if typing.get_origin(typing.get_type_hints(hint)[f.name]) is dict:
+                    keys.add(f"{section.name}.{f.name}")
     return keys
 
 
@@ -134,6 +222,15 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     if value is None and type(None) in options:
         return None
     for option in options:
+        origin = typing.get_origin(option)
+        if origin is dict and isinstance(value, dict):
+            return dict(value)
+        if origin is list:
+            if isinstance(value, str):  # command line: a,b,c
+                value = [part.strip() for part in value.split(",") if part.strip()]
+            if isinstance(value, (list, tuple)):
+                (item,) = typing.get_args(option)
+                return [_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
         if option is bool and isinstance(value, bool):
             return value
         if option is int and isinstance(value, int) and not isinstance(value, bool):
@@ -142,7 +239,9 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             return float(value)
         if option is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-    names = " or ".join("null" if o is type(None) else o.__name__ for o in options)
+    names = " or ".join(
+        "null" if o is type(None) else getattr(o, "__name__", str(o)) for o in options
+    )
     raise ConfigError(f"config key {key!r} must be {names}, got {value!r}")
 
 
@@ -210,7 +309,8 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
         if not sep or not key:
             raise ConfigError(f"override {override!r} must look like section.key=value")
         parts = key.split(".")
-        if key not in _keys(Config):
+        # Free-form mappings (train.loss_params, …) take nested keys: train.loss_params.margin=0.3
+        if key not in _keys(Config) and ".".join(parts[:2]) not in _mapping_keys():
             raise _unknown_key(key, Config)
         try:
             parsed = yaml.safe_load(raw) if raw else ""

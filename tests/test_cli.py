@@ -13,7 +13,7 @@ def test_train_then_eval_end_to_end(tmp_path, capsys) -> None:
     run = tmp_path / "run"
     overrides = ["train.steps=20", "train.batch_size=32", "eval.episodes=50", "eval.pairs=200"]
     assert main(["train", "--no-progress", "--run-dir", str(run), *overrides]) == 0
-    assert (run / "checkpoint.pt").is_file() and (run / "config.yaml").is_file()
+    assert (run / "checkpoints/step-0000020.pt").is_file() and (run / "config.yaml").is_file()
     assert main(["eval", str(run), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "5-way 1-shot accuracy" in out and "ROC AUC" in out
@@ -53,8 +53,9 @@ def test_checkpoint_with_pickled_code_is_refused(tmp_path, capsys) -> None:
         def __reduce__(self):
             return (print, ("pwned",))
 
-    (run / "checkpoint.pt").write_bytes(pickle.dumps(Boom()))
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints/step-0000020.pt").write_bytes(pickle.dumps(Boom()))
     assert main(["eval", str(run), "--no-progress"]) == 2
     captured = capsys.readouterr()
     assert "pwned" not in captured.out
-    assert "cannot load checkpoint" in captured.err
+    assert "cannot load checkpoint" in captured.err and "pickled code" in captured.err

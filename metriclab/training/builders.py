@@ -1,0 +1,93 @@
+"""Config → objects: data splits, the model, the optimiser and the schedule."""
+
+from __future__ import annotations
+
+import torch
+
+from metriclab.config import Config, ConfigError
+from metriclab.data import LabeledImages, digits
+from metriclab.distances import build_distance
+from metriclab.models import EmbeddingNet, SiameseNet, backbone
+
+DATA_SETS = ("digits",)
+
+
+def load_data(config: Config) -> LabeledImages:
+    """The whole data set a config names, before any split."""
+    if config.data.name not in DATA_SETS:
+        raise ConfigError(
+            f"unknown data set {config.data.name!r}; choose one of {', '.join(DATA_SETS)}"
+        )
+    return digits(size=config.data.size)
+
+
+def build_data(config: Config) -> tuple[LabeledImages, LabeledImages]:
+    """The (train, test) class-disjoint split a config describes; validation stays in train."""
+    data = load_data(config)
+    if config.data.test_groups:
+        train, test = data.split_groups(config.data.test_groups)  # type: ignore[attr-defined]
+    else:
+        train, test = data.split_classes(
+            config.data.test_fraction,
+            seed=config.data.split_seed,
+            test_classes=config.data.test_classes,
+        )
+    if config.eval.n_way > test.num_classes:
+        raise ConfigError(
+            f"eval.n_way={config.eval.n_way} exceeds the {test.num_classes} unseen classes; "
+            f"choose eval.n_way between 2 and {test.num_classes}"
+        )
+    return train, test
+
+
+def split_validation(
+    train: LabeledImages, config: Config
+) -> tuple[LabeledImages, LabeledImages | None]:
+    """Carve validation classes off the training classes (none when ``data.val_fraction`` is 0)."""
+    if config.data.val_fraction == 0.0 and not config.data.val_groups:
+        return train, None
+    if config.data.val_groups:
+        return train.split_groups(config.data.val_groups)  # type: ignore[attr-defined]
+    fit, val = train.split_classes(config.data.val_fraction, seed=config.data.split_seed + 1)
+    if val.num_classes < 2:
+        raise ConfigError(
+            f"data.val_fraction={config.data.val_fraction} leaves {val.num_classes} validation "
+            "class; validation episodes need at least 2"
+        )
+    return fit, val
+
+
+def build_model(config: Config, in_channels: int) -> SiameseNet:
+    """The embedding network and distance head a config describes."""
+    embedding_net = EmbeddingNet(
+        backbone(config.model.backbone, in_channels),
+        dim=config.model.dim,
+        in_channels=in_channels,
+        image_size=config.data.size,
+        normalize=config.model.normalize,
+    )
+    return SiameseNet(embedding_net, build_distance(config.model.distance, config.model.dim))
+
+
+def build_optimizer(config: Config, parameters: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    train = config.train
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(
+            parameters, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
+        )
+    if train.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=train.lr, weight_decay=train.weight_decay)
+    return torch.optim.AdamW(parameters, lr=train.lr, weight_decay=train.weight_decay)
+
+
+def build_scheduler(
+    config: Config, optimizer: torch.optim.Optimizer
+) -> torch.optim.lr_scheduler.LRScheduler:
+    train = config.train
+    if train.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train.steps)
+    if train.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=train.step_size, gamma=train.gamma
+        )
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)

@@ -1,0 +1,285 @@
+"""The training loop shared by every objective."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from metriclab.config import Config, ConfigError, config_from_dict, save_config
+from metriclab.data import EpisodeSet, LabeledImages
+from metriclab.evaluation import embed, evaluate_episodes
+from metriclab.models import SiameseNet
+from metriclab.training import checkpoints
+from metriclab.training.builders import (
+    build_data,
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    split_validation,
+)
+from metriclab.training.metrics_log import MetricsLog
+from metriclab.training.objectives import build_objective
+
+CONFIG = "config.yaml"
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class Progress:
+    """Early-stopping state, saved in every checkpoint."""
+
+    best_accuracy: float = -1.0
+    best_step: int = 0
+    bad_validations: int = 0
+
+
+def _config_differences(
+    saved: dict[str, Any], wanted: dict[str, Any], prefix: str = ""
+) -> list[str]:
+    differences = []
+    for key in sorted(set(saved) | set(wanted)):
+        a, b = saved.get(key), wanted.get(key)
+        if (
+            isinstance(a, dict)
+            and isinstance(b, dict)
+            and key not in ("loss_params", "miner_params")
+        ):
+            differences += _config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            differences.append(f"{prefix}{key}: {a!r} → {b!r}")
+    return differences
+
+
+def resume_config(run_dir: Path, wanted: Config | None) -> Config:
+    """The config of the run being resumed; ``wanted`` (if given) must equal it."""
+    path = run_dir / CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"cannot resume {run_dir}: it has no {CONFIG}; is it a metriclab run folder?"
+        )
+    import yaml
+
+    saved = config_from_dict(yaml.safe_load(path.read_text("utf-8")))
+    if wanted is not None and wanted != saved:
+        changes = _config_differences(saved.to_dict(), wanted.to_dict())
+        raise ConfigError(
+            f"cannot resume {run_dir} with a changed config ({'; '.join(changes)}); "
+            "resume without --config/overrides or start a new --run-dir"
+        )
+    return saved
+
+
+class Trainer:
+    """One run: builds everything from the config, then steps until done or stopped early."""
+
+    def __init__(self, config: Config, run_dir: Path, progress: bool = True, rank: int = 0) -> None:
+        self.config, self.run_dir, self.progress, self.rank = config, run_dir, progress, rank
+        train_data, _ = build_data(config)
+        self.train_data, self.val_data = split_validation(train_data, config)
+        torch.manual_seed(config.train.seed)
+        self.model = build_model(config, self.train_data.channels).to(config.train.device)
+        self.objective = build_objective(config, self.train_data, augment=None).to(
+            config.train.device
+        )
+        parameters = list(self.model.parameters()) + list(self.objective.parameters())
+        self.optimizer = build_optimizer(config, parameters)
+        self.scheduler = build_scheduler(config, self.optimizer)
+        self.use_amp = config.train.amp and torch.device(config.train.device).type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.state = Progress()
+        self.step = 0
+        self.val_episodes = self._validation_episodes(self.val_data)
+
+    def _validation_episodes(self, val: LabeledImages | None) -> EpisodeSet | None:
+        if val is None or not self.config.train.validate_every:
+            return None
+        n_way = min(self.config.eval.n_way, val.num_classes)
+        return EpisodeSet.sample(
+            val,
+            n_way,
+            self.config.eval.k_shot,
+            self.config.eval.n_query,
+            self.config.train.val_episodes,
+            seed=self.config.eval.seed,
+        )
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "objective": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "step": self.step,
+            "progress": vars(self.state).copy(),
+            "config": self.config.to_dict(),
+        }
+
+    def restore(self, path: Path) -> None:
+        state = checkpoints.load(path)
+        self.model.load_state_dict(state["model"])
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step = int(state["step"])
+        self.state = Progress(**state["progress"])
+
+    def save_step(self) -> Path:
+        path = checkpoints.step_path(self.run_dir, self.step)
+        checkpoints.save(path, self.snapshot())
+        checkpoints.prune(self.run_dir, self.config.train.keep_last)
+        return path
+
+    # -- validation ----------------------------------------------------------------------------
+    def validate(self) -> float:
+        embeddings = embed(
+            self.model.embedding_net, self.val_data, progress=False, device=self.config.train.device
+        )
+        scorer = "prototype" if self.config.eval.scorer == "prototype" else "nearest"
+        distance = copy.deepcopy(self.model.distance).cpu()  # embeddings live on the CPU
+        return evaluate_episodes(embeddings, self.val_episodes, distance, scorer).mean
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self) -> SiameseNet:
+        train = self.config.train
+        log = MetricsLog(self.run_dir, self.step, enabled=self.rank == 0)
+        last_good = checkpoints.latest(self.run_dir)
+        bar = tqdm(
+            total=train.steps,
+            initial=self.step,
+            desc=f"train {self.config.name}",
+            unit="step",
+            disable=not self.progress or self.rank != 0,
+            dynamic_ncols=True,
+        )
+        tick, images, val_accuracy = time.perf_counter(), 0, None
+        self.model.train()
+        self.objective.train()
+        try:
+            while self.step < train.steps:
+                self.step += 1
+                loss, used = self._one_step()
+                images += used
+                if not torch.isfinite(loss):
+                    where = (
+                        f"the last good checkpoint is {last_good}"
+                        if last_good
+                        else "no checkpoint was written yet"
+                    )
+                    raise NonFiniteLoss(
+                        f"the loss became {loss.item()} at step {self.step}; {where}; "
+                        "lower train.lr or set train.clip_grad"
+                    )
+                if self.val_episodes is not None and self.step % train.validate_every == 0:
+                    val_accuracy = self._validate_and_keep_best()
+                if self.step % train.log_every == 0 or self.step == train.steps:
+                    elapsed = time.perf_counter() - tick
+                    rate = images / elapsed if elapsed > 0 else 0.0
+                    log.write(
+                        self.step,
+                        {
+                            "loss": loss.item(),
+                            "lr": self.scheduler.get_last_lr()[0],
+                            "images_per_s": rate,
+                            "val_accuracy": val_accuracy,
+                        },
+                    )
+                    bar.set_postfix(
+                        loss=f"{loss.item():.4f}",
+                        img_s=f"{rate:.0f}",
+                        val=f"{val_accuracy:.3f}" if val_accuracy is not None else "-",
+                    )
+                    tick, images = time.perf_counter(), 0
+                bar.update(1)
+                stop_early = train.patience and self.state.bad_validations >= train.patience
+                due = self.step % train.checkpoint_every == 0 or self.step == train.steps
+                if self.rank == 0 and (due or stop_early):
+                    last_good = self.save_step()
+                if stop_early:
+                    bar.write(
+                        f"early stop at step {self.step}: no better validation accuracy "
+                        f"since step {self.state.best_step}"
+                    )
+                    break
+        finally:
+            bar.close()
+            log.close()
+        return self.model
+
+    def _one_step(self) -> tuple[torch.Tensor, int]:
+        autocast = (
+            torch.autocast("cuda", dtype=torch.float16)
+            if self.use_amp
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            loss, used = self.objective.loss(self.model, self.step)
+        if not torch.isfinite(loss):
+            return loss.detach(), used
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.config.train.clip_grad is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(
+                [p for group in self.optimizer.param_groups for p in group["params"]],
+                self.config.train.clip_grad,
+            )
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.detach(), used
+
+    def _validate_and_keep_best(self) -> float:
+        accuracy = self.validate()
+        self.model.train()
+        if accuracy > self.state.best_accuracy:
+            self.state.best_accuracy, self.state.best_step, self.state.bad_validations = (
+                accuracy,
+                self.step,
+                0,
+            )
+            if self.rank == 0:
+                checkpoints.save(
+                    self.run_dir / checkpoints.FOLDER / checkpoints.BEST, self.snapshot()
+                )
+        else:
+            self.state.bad_validations += 1
+        return accuracy
+
+
+def train(
+    config: Config | None, run_dir: Path, resume: bool = False, progress: bool = True
+) -> SiameseNet:
+    """Train ``config`` into ``run_dir`` (or continue the run there with ``resume=True``)."""
+    if resume:
+        config = resume_config(run_dir, config)
+    elif config is None:
+        raise ValueError("train needs a config unless it resumes a run")
+    elif checkpoints.latest(run_dir) is not None:
+        raise ConfigError(
+            f"run folder {run_dir} already holds checkpoints; continue it with --resume {run_dir} "
+            "or choose another --run-dir"
+        )
+    trainer = Trainer(config, run_dir, progress=progress)
+    if resume:
+        newest = checkpoints.latest(run_dir)
+        if newest is not None:
+            trainer.restore(newest)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / CONFIG)
+    return trainer.run()

@@ -1,0 +1,214 @@
+"""Training objectives: each draws its own batch for a step and returns the loss.
+
+Every objective derives its randomness from ``(seed, step)`` alone, so step ``t`` sees the same
+batch whether the run was interrupted or not: resuming from a checkpoint continues exactly.
+Under DistributedDataParallel every rank draws the same global batch and embeds only its shard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from metriclab.config import Config, ConfigError
+from metriclab.data import ClassTable, LabeledImages, PairSampler, sample_episodes, to_float
+from metriclab.losses.registry import build_loss
+from metriclab.models import SiameseNet
+
+#: uint8 batch ``(B, C, H, W)`` and a generator → augmented uint8 batch of the same shape.
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+OBJECTIVES = ("siamese", "triplet", "episodic", "classifier")
+
+
+def step_rng(seed: int, step: int) -> np.random.Generator:
+    """The generator of one training step: a pure function of the seed and the step."""
+    return np.random.default_rng([seed, step])
+
+
+class Objective(nn.Module):
+    """Base: holds the training images and turns positions into network inputs."""
+
+    def __init__(self, data: LabeledImages, config: Config, augment: Augment | None) -> None:
+        super().__init__()
+        self.data = data
+        self.seed = config.train.seed
+        self.device = torch.device(config.train.device)
+        self.augment = augment
+
+    def images(self, positions: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """Float inputs ``(B, C, H, W)`` for ``positions``, augmented per sample when configured."""
+        batch = self.data.images[torch.from_numpy(positions)]
+        if self.augment is not None:
+            generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            batch = self.augment(batch, generator)
+        return to_float(batch).to(self.device, non_blocking=True)
+
+    def loss(self, model: SiameseNet, step: int) -> tuple[torch.Tensor, int]:
+        """The loss of ``step`` and the number of images it consumed."""
+        raise NotImplementedError
+
+
+class SiameseObjective(Objective):
+    """Balanced same/different pairs; Koch's verification loss on SiameseNet logits.
+
+    ``train.loss``: ``verification`` (BCE on ``b − d``) or a loss taking ``(e1, e2, same)``
+    such as ``contrastive`` (Hadsell et al. 2006).
+    """
+
+    def __init__(self, data: LabeledImages, config: Config, augment: Augment | None) -> None:
+        super().__init__(data, config, augment)
+        self.pairs = PairSampler(data.labels, config.train.batch_size, batches=1, seed=self.seed)
+        self.batch_size = config.train.batch_size
+        self.criterion = build_loss(config.train.loss, config.train.loss_params)
+        self.on_logits = config.train.loss == "verification"
+
+    def loss(self, model: SiameseNet, step: int) -> tuple[torch.Tensor, int]:
+        rng = step_rng(self.seed, step)
+        first, second, same = self.pairs.draw(rng, self.batch_size)
+        embeddings = model.embedding_net(self.images(np.concatenate([first, second]), rng))
+        e1, e2 = embeddings.split(len(first))
+        target = torch.from_numpy(same).to(self.device)
+        if self.on_logits:
+            return self.criterion(model.logits(e1, e2), target), 2 * len(first)
+        return self.criterion(e1, e2, target), 2 * len(first)
+
+
+class EpisodicObjective(Objective):
+    """Prototypical loss over one N-way K-shot episode per step (Snell et al. 2017).
+
+    Logits are ``−d(query, prototype)`` with the model's distance (squared L2 in the paper);
+    the loss is cross-entropy over the N classes of the episode.
+    """
+
+    def __init__(self, data: LabeledImages, config: Config, augment: Augment | None) -> None:
+        super().__init__(data, config, augment)
+        self.n_way, self.k_shot, self.n_query = (
+            config.train.n_way,
+            config.train.k_shot,
+            config.train.n_query,
+        )
+        # Validate once, with the data's class names in any error.
+        sample_episodes(data.labels, self.n_way, self.k_shot, self.n_query, 1, seed=0)
+
+    def loss(self, model: SiameseNet, step: int) -> tuple[torch.Tensor, int]:
+        rng = step_rng(self.seed, step)
+        _, support, query = sample_episodes(
+            self.data.labels,
+            self.n_way,
+            self.k_shot,
+            self.n_query,
+            1,
+            seed=int(rng.integers(2**62)),
+        )
+        positions = np.concatenate([support[0].ravel(), query[0].ravel()])
+        embeddings = model.embedding_net(self.images(positions, rng))
+        n_support = self.n_way * self.k_shot
+        prototypes = embeddings[:n_support].unflatten(0, (self.n_way, self.k_shot)).mean(1)
+        logits = -model.distance.matrix(embeddings[n_support:], prototypes)
+        target = torch.arange(self.n_way, device=logits.device).repeat_interleave(self.n_query)
+        return F.cross_entropy(logits, target), len(positions)
+
+
+class TripletObjective(Objective):
+    """P classes × K images per batch; a loss over ``(embeddings, labels)`` with in-batch mining."""
+
+    def __init__(self, data: LabeledImages, config: Config, augment: Augment | None) -> None:
+        super().__init__(data, config, augment)
+        self.table = ClassTable.from_labels(data.labels)
+        self.classes_per_batch = config.train.classes_per_batch
+        self.samples_per_class = config.train.samples_per_class
+        self.eligible = np.flatnonzero(self.table.counts >= self.samples_per_class)
+        if len(self.eligible) < self.classes_per_batch:
+            raise ConfigError(
+                f"train.classes_per_batch={self.classes_per_batch} needs that many classes with "
+                f"at least train.samples_per_class={self.samples_per_class} images; "
+                f"the training data has {len(self.eligible)}"
+            )
+        self.criterion = build_loss(config.train.loss, config.train.loss_params)
+        self.miner = build_miner(config)
+
+    def loss(self, model: SiameseNet, step: int) -> tuple[torch.Tensor, int]:
+        rng = step_rng(self.seed, step)
+        classes = rng.choice(self.eligible, size=self.classes_per_batch, replace=False)
+        positions = self.table.draw(rng, classes, self.samples_per_class).ravel()
+        embeddings = model.embedding_net(self.images(positions, rng))
+        labels = self.data.labels[torch.from_numpy(positions)].to(self.device)
+        if self.miner is not None:
+            return self.criterion(embeddings, labels, self.miner(embeddings, labels)), len(
+                positions
+            )
+        return self.criterion(embeddings, labels), len(positions)
+
+
+class ClassifierObjective(Objective):
+    """Classification over the training classes; the embedding is taken before the head.
+
+    Losses with their own class weights (``camri``, PML's ``pml:ArcFaceLoss``…) take the
+    embeddings; the others (``ce``, ``cosine``, ``ohem``, ``hmloss``, ``cce``) take the logits
+    of a linear head on the embeddings.
+    """
+
+    def __init__(self, data: LabeledImages, config: Config, augment: Augment | None) -> None:
+        super().__init__(data, config, augment)
+        self.batch_size = config.train.batch_size
+        params = dict(config.train.loss_params)
+        takes_embeddings = config.train.loss in EMBEDDING_LOSSES or config.train.loss.startswith(
+            "pml:"
+        )
+        if takes_embeddings:
+            params.setdefault("num_classes", data.num_classes)
+            params.setdefault(
+                "embedding_size" if config.train.loss.startswith("pml:") else "embedding_dim",
+                config.model.dim,
+            )
+        self.criterion = (
+            build_loss(config.train.loss, params) if config.train.loss != "ce" else None
+        )
+        self.head = None if takes_embeddings else nn.Linear(config.model.dim, data.num_classes)
+
+    def loss(self, model: SiameseNet, step: int) -> tuple[torch.Tensor, int]:
+        rng = step_rng(self.seed, step)
+        positions = rng.choice(
+            len(self.data), size=min(self.batch_size, len(self.data)), replace=False
+        )
+        embeddings = model.embedding_net(self.images(positions, rng))
+        labels = self.data.labels[torch.from_numpy(positions)].to(self.device)
+        if self.head is None:
+            return self.criterion(embeddings, labels), len(positions)
+        logits = self.head(embeddings)
+        if self.criterion is None:
+            return F.cross_entropy(logits, labels), len(positions)
+        return self.criterion(logits, labels), len(positions)
+
+
+#: Classifier losses that own their class weights and take embeddings.
+EMBEDDING_LOSSES = ("camri",)
+
+
+def build_miner(config: Config) -> nn.Module | None:
+    """The PML miner a config names (``pml:BatchHardMiner``…), or None."""
+    if config.train.miner is None:
+        return None
+    from metriclab.losses.registry import build_miner as registry_miner
+
+    return registry_miner(config.train.miner, config.train.miner_params)
+
+
+def build_objective(config: Config, data: LabeledImages, augment: Augment | None) -> Objective:
+    """The objective ``train.objective`` names, over the training ``data``."""
+    kinds = {
+        "siamese": SiameseObjective,
+        "triplet": TripletObjective,
+        "episodic": EpisodicObjective,
+        "classifier": ClassifierObjective,
+    }
+    if config.train.objective not in kinds:
+        raise ConfigError(
+            f"unknown objective {config.train.objective!r}; choose one of {', '.join(kinds)}"
+        )
+    return kinds[config.train.objective](data, config, augment)

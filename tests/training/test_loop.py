@@ -1,0 +1,148 @@
+"""The training loop: every objective trains, checkpoints resume exactly, faults are one clear error."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from metriclab.config import ConfigError, resolve_config
+from metriclab.training import NonFiniteLoss, Trainer, checkpoints, load_run, train
+from metriclab.training.metrics_log import read_metrics
+
+FAST = ["train.batch_size=16", "eval.episodes=20", "eval.pairs=100", "train.log_every=1"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["train.objective=siamese", "train.loss=verification"],
+        [
+            "train.objective=episodic",
+            "model.distance=squared_l2",
+            "train.n_way=5",
+            "train.k_shot=2",
+            "train.n_query=3",
+        ],
+        ["train.objective=classifier", "train.loss=ce", "model.distance=cosine"],
+    ],
+    ids=["siamese", "episodic", "classifier"],
+)
+def test_each_objective_trains_and_lowers_nothing_to_nan(
+    tmp_path: Path, overrides: list[str]
+) -> None:
+    config = resolve_config(None, [*FAST, "train.steps=6", "train.checkpoint_every=3", *overrides])
+    model = train(config, tmp_path / "run", progress=False)
+    rows = read_metrics(tmp_path / "run" / "metrics.csv")
+    assert [int(r["step"]) for r in rows] == list(range(1, 7))
+    assert all(float(r["loss"]) >= 0 for r in rows)
+    assert [p.name for p in checkpoints.step_checkpoints(tmp_path / "run")] == [
+        "step-0000003.pt",
+        "step-0000006.pt",
+    ]
+    _, loaded = load_run(tmp_path / "run")
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_validation_keeps_best_and_stops_early(tmp_path: Path) -> None:
+    config = resolve_config(
+        None,
+        [
+            *FAST,
+            "train.steps=40",
+            "train.validate_every=2",
+            "train.patience=1",
+            "train.val_episodes=10",
+            "data.val_fraction=0.4",
+            "eval.n_way=3",
+            "train.checkpoint_every=100",
+        ],
+    )
+    train(config, tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "checkpoints" / "best.pt").is_file()
+    rows = read_metrics(tmp_path / "run" / "metrics.csv")
+    assert any(r["val_accuracy"] for r in rows)
+    # patience=1 stops at the first validation without improvement, long before step 40.
+    assert int(rows[-1]["step"]) < 40
+
+
+def test_non_finite_loss_names_step_and_last_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    config = resolve_config(None, [*FAST, "train.steps=10", "train.checkpoint_every=2"])
+    trainer = Trainer(config, tmp_path, progress=False)
+    real = trainer.objective.loss
+
+    def poisoned(model, step):
+        loss, used = real(model, step)
+        return (loss * float("nan") if step == 3 else loss), used
+
+    monkeypatch.setattr(trainer.objective, "loss", poisoned)
+    with pytest.raises(
+        NonFiniteLoss, match=r"at step 3; the last good checkpoint is .*step-0000002\.pt"
+    ):
+        trainer.run()
+
+
+def test_existing_run_needs_resume(tmp_path: Path) -> None:
+    config = resolve_config(None, [*FAST, "train.steps=2"])
+    train(config, tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="--resume"):
+        train(config, tmp_path, progress=False)
+    changed = resolve_config(None, [*FAST, "train.steps=2", "train.lr=0.5"])
+    with pytest.raises(ConfigError, match=r"train.lr: 0.001 → 0.5"):
+        train(changed, tmp_path, resume=True, progress=False)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "metriclab", "train", "--no-progress", *args]
+
+
+def test_resume_after_sigkill_is_bit_identical(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    overrides = [
+        "train.steps=60",
+        "train.batch_size=8",
+        "train.checkpoint_every=5",
+        "train.keep_last=30",
+    ]
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    subprocess.run(_cli("--run-dir", str(whole), *overrides), env=env, check=True, timeout=300)
+
+    victim = subprocess.Popen(_cli("--run-dir", str(broken), *overrides), env=env)
+    deadline = time.monotonic() + 240
+    while not checkpoints.step_path(broken, 10).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    assert not checkpoints.step_path(broken, 60).exists(), (
+        "the run finished before it could be killed"
+    )
+
+    subprocess.run(_cli("--resume", str(broken)), env=env, check=True, timeout=300)
+    a = checkpoints.load(checkpoints.step_path(whole, 60))
+    b = checkpoints.load(checkpoints.step_path(broken, 60))
+    for name in ("model", "optimizer"):
+        flat_a, flat_b = _tensors(a[name]), _tensors(b[name])
+        assert flat_a.keys() == flat_b.keys()
+        for key in flat_a:
+            assert torch.equal(flat_a[key], flat_b[key]), f"{name} {key} differs after resume"
+    rows = read_metrics(broken / "metrics.csv")
+    assert [int(r["step"]) for r in rows] == list(range(10, 61, 10))
+
+
+def _tensors(tree, prefix: str = "") -> dict[str, torch.Tensor]:
+    found = {}
+    if isinstance(tree, torch.Tensor):
+        return {prefix: tree}
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            found.update(_tensors(value, f"{prefix}/{key}"))
+    elif isinstance(tree, (list, tuple)):
+        for i, value in enumerate(tree):
+            found.update(_tensors(value, f"{prefix}/{i}"))
+    return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _say(message: str) -> None:
+    """Print once: under torchrun only rank 0 speaks."""
+    if os.environ.get("RANK", "0") == "0":
+        print(message)
+
+
 def _train(args: argparse.Namespace) -> None:
     from metriclab import training
 
@@ -45,12 +52,12 @@ def _train(args: argparse.Namespace) -> None:
         changed = args.config is not None or bool(args.overrides)
         config = resolve_config(args.config, args.overrides) if changed else None
         training.train(config, args.resume, resume=True, progress=not args.no_progress)
-        print(f"run folder: {args.resume}")
+        _say(f"run folder: {args.resume}")
         return
     config = resolve_config(args.config, args.overrides)
     run_dir = args.run_dir or Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     training.train(config, run_dir, progress=not args.no_progress)
-    print(f"run folder: {run_dir}")
+    _say(f"run folder: {run_dir}")
 
 
 def _eval(args: argparse.Namespace) -> None:

@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from metriclab.config import Config, ConfigError, config_from_dict, save_config
 from metriclab.data import EpisodeSet, LabeledImages
 from metriclab.evaluation import embed, evaluate_episodes
 from metriclab.models import SiameseNet
+from metriclab.plots import plot_curves
 from metriclab.training import checkpoints
 from metriclab.training.builders import (
     build_data,
@@ -24,8 +27,9 @@ from metriclab.training.builders import (
     build_scheduler,
     split_validation,
 )
-from metriclab.training.metrics_log import MetricsLog
-from metriclab.training.objectives import build_objective
+from metriclab.training.distributed import World, init_from_environment, shutdown
+from metriclab.training.metrics_log import MetricsLog, read_metrics
+from metriclab.training.objectives import Objective, build_objective
 
 CONFIG = "config.yaml"
 
@@ -79,18 +83,39 @@ def resume_config(run_dir: Path, wanted: Config | None) -> Config:
     return saved
 
 
+class StepLoss(nn.Module):
+    """Model and objective as one module, so DDP sees every trainable parameter in forward."""
+
+    def __init__(self, model: SiameseNet, objective: Objective) -> None:
+        super().__init__()
+        self.model = model
+        self.objective = objective
+
+    def forward(self, step: int) -> tuple[torch.Tensor, int]:
+        return self.objective.loss(self.model, step)
+
+
 class Trainer:
     """One run: builds everything from the config, then steps until done or stopped early."""
 
-    def __init__(self, config: Config, run_dir: Path, progress: bool = True, rank: int = 0) -> None:
-        self.config, self.run_dir, self.progress, self.rank = config, run_dir, progress, rank
+    def __init__(
+        self, config: Config, run_dir: Path, progress: bool = True, world: World | None = None
+    ) -> None:
+        self.config, self.run_dir, self.progress = config, run_dir, progress
+        self.world = world or World()
+        self.rank = self.world.rank
         train_data, _ = build_data(config)
         self.train_data, self.val_data = split_validation(train_data, config)
         torch.manual_seed(config.train.seed)
         self.model = build_model(config, self.train_data.channels).to(config.train.device)
-        self.objective = build_objective(config, self.train_data, augment=None).to(
+        self.objective = build_objective(config, self.train_data, None, self.world).to(
             config.train.device
         )
+        self.step_loss: nn.Module = StepLoss(self.model, self.objective)
+        if self.world.size > 1:
+            # Some parameters sit out some objectives (the Siamese bias under a contrastive
+            # loss, for one), hence find_unused_parameters.
+            self.step_loss = DistributedDataParallel(self.step_loss, find_unused_parameters=True)
         parameters = list(self.model.parameters()) + list(self.objective.parameters())
         self.optimizer = build_optimizer(config, parameters)
         self.scheduler = build_scheduler(config, self.optimizer)
@@ -227,7 +252,7 @@ class Trainer:
             else contextlib.nullcontext()
         )
         with autocast:
-            loss, used = self.objective.loss(self.model, self.step)
+            loss, used = self.step_loss(self.step)
         if not torch.isfinite(loss):
             return loss.detach(), used
         self.optimizer.zero_grad(set_to_none=True)
@@ -264,7 +289,10 @@ class Trainer:
 def train(
     config: Config | None, run_dir: Path, resume: bool = False, progress: bool = True
 ) -> SiameseNet:
-    """Train ``config`` into ``run_dir`` (or continue the run there with ``resume=True``)."""
+    """Train ``config`` into ``run_dir`` (or continue the run there with ``resume=True``).
+
+    Under ``torchrun`` every rank trains its shard of each batch; only rank 0 writes files.
+    """
     if resume:
         config = resume_config(run_dir, config)
     elif config is None:
@@ -274,12 +302,18 @@ def train(
             f"run folder {run_dir} already holds checkpoints; continue it with --resume {run_dir} "
             "or choose another --run-dir"
         )
-    trainer = Trainer(config, run_dir, progress=progress)
-    if resume:
-        newest = checkpoints.latest(run_dir)
+    world = init_from_environment(config.train.device)
+    try:
+        trainer = Trainer(config, run_dir, progress=progress, world=world)
+        newest = checkpoints.latest(run_dir) if resume else None
         if newest is not None:
             trainer.restore(newest)
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / CONFIG)
-    return trainer.run()
+        if world.is_main and not resume:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, run_dir / CONFIG)
+        model = trainer.run()
+        if world.is_main:
+            plot_curves(read_metrics(run_dir / "metrics.csv"), run_dir / "curves.png", config.name)
+    finally:
+        shutdown(world)
+    return model

@@ -18,6 +18,7 @@ from metriclab.config import Config, ConfigError
 from metriclab.data import ClassTable, LabeledImages, PairSampler, sample_episodes, to_float
 from metriclab.losses.registry import build_loss
 from metriclab.models import SiameseNet
+from metriclab.training.distributed import World
 
 #: uint8 batch ``(B, C, H, W)`` and a generator → augmented uint8 batch of the same shape.
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -33,20 +34,35 @@ def step_rng(seed: int, step: int) -> np.random.Generator:
 class Objective(nn.Module):
     """Base: holds the training images and turns positions into network inputs."""
 
-    def __init__(self, data: LabeledImages, config: Config, augment: Augment | None) -> None:
+    def __init__(
+        self, data: LabeledImages, config: Config, augment: Augment | None, world: World
+    ) -> None:
         super().__init__()
         self.data = data
         self.seed = config.train.seed
         self.device = torch.device(config.train.device)
         self.augment = augment
+        self.world = world
 
-    def images(self, positions: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
-        """Float inputs ``(B, C, H, W)`` for ``positions``, augmented per sample when configured."""
+    def embed(
+        self, model: SiameseNet, positions: np.ndarray, rng: np.random.Generator
+    ) -> torch.Tensor:
+        """Embeddings ``(B, D)`` of the global batch ``positions``, in order.
+
+        Augmentation is drawn for the whole batch (so every rank, and a single process, sees
+        the same images); this rank embeds its shard and gathers the rest.
+        """
         batch = self.data.images[torch.from_numpy(positions)]
         if self.augment is not None:
             generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
             batch = self.augment(batch, generator)
-        return to_float(batch).to(self.device, non_blocking=True)
+        local = torch.from_numpy(self.world.shard(np.arange(len(positions))))
+        inputs = to_float(batch[local]).to(self.device, non_blocking=True)
+        return self.world.gather(model.embedding_net(inputs))
+
+    def scaled(self, loss: torch.Tensor) -> torch.Tensor:
+        """Undo DDP's gradient averaging: each rank's backward covers only its own shard."""
+        return loss * self.world.size if self.world.size > 1 else loss
 
     def loss(self, model: SiameseNet, step: int) -> tuple[torch.Tensor, int]:
         """The loss of ``step`` and the number of images it consumed."""
@@ -60,8 +76,10 @@ class SiameseObjective(Objective):
     such as ``contrastive`` (Hadsell et al. 2006).
     """
 
-    def __init__(self, data: LabeledImages, config: Config, augment: Augment | None) -> None:
-        super().__init__(data, config, augment)
+    def __init__(
+        self, data: LabeledImages, config: Config, augment: Augment | None, world: World
+    ) -> None:
+        super().__init__(data, config, augment, world)
         self.pairs = PairSampler(data.labels, config.train.batch_size, batches=1, seed=self.seed)
         self.batch_size = config.train.batch_size
         self.criterion = build_loss(config.train.loss, config.train.loss_params)
@@ -70,12 +88,14 @@ class SiameseObjective(Objective):
     def loss(self, model: SiameseNet, step: int) -> tuple[torch.Tensor, int]:
         rng = step_rng(self.seed, step)
         first, second, same = self.pairs.draw(rng, self.batch_size)
-        embeddings = model.embedding_net(self.images(np.concatenate([first, second]), rng))
+        embeddings = self.embed(model, np.concatenate([first, second]), rng)
         e1, e2 = embeddings.split(len(first))
         target = torch.from_numpy(same).to(self.device)
         if self.on_logits:
-            return self.criterion(model.logits(e1, e2), target), 2 * len(first)
-        return self.criterion(e1, e2, target), 2 * len(first)
+            loss = self.criterion(model.logits(e1, e2), target)
+        else:
+            loss = self.criterion(e1, e2, target)
+        return self.scaled(loss), 2 * len(first)
 
 
 class EpisodicObjective(Objective):
@@ -85,8 +105,10 @@ class EpisodicObjective(Objective):
     the loss is cross-entropy over the N classes of the episode.
     """
 
-    def __init__(self, data: LabeledImages, config: Config, augment: Augment | None) -> None:
-        super().__init__(data, config, augment)
+    def __init__(
+        self, data: LabeledImages, config: Config, augment: Augment | None, world: World
+    ) -> None:
+        super().__init__(data, config, augment, world)
         self.n_way, self.k_shot, self.n_query = (
             config.train.n_way,
             config.train.k_shot,
@@ -106,19 +128,21 @@ class EpisodicObjective(Objective):
             seed=int(rng.integers(2**62)),
         )
         positions = np.concatenate([support[0].ravel(), query[0].ravel()])
-        embeddings = model.embedding_net(self.images(positions, rng))
+        embeddings = self.embed(model, positions, rng)
         n_support = self.n_way * self.k_shot
         prototypes = embeddings[:n_support].unflatten(0, (self.n_way, self.k_shot)).mean(1)
         logits = -model.distance.matrix(embeddings[n_support:], prototypes)
         target = torch.arange(self.n_way, device=logits.device).repeat_interleave(self.n_query)
-        return F.cross_entropy(logits, target), len(positions)
+        return self.scaled(F.cross_entropy(logits, target)), len(positions)
 
 
 class TripletObjective(Objective):
     """P classes × K images per batch; a loss over ``(embeddings, labels)`` with in-batch mining."""
 
-    def __init__(self, data: LabeledImages, config: Config, augment: Augment | None) -> None:
-        super().__init__(data, config, augment)
+    def __init__(
+        self, data: LabeledImages, config: Config, augment: Augment | None, world: World
+    ) -> None:
+        super().__init__(data, config, augment, world)
         self.table = ClassTable.from_labels(data.labels)
         self.classes_per_batch = config.train.classes_per_batch
         self.samples_per_class = config.train.samples_per_class
@@ -136,13 +160,13 @@ class TripletObjective(Objective):
         rng = step_rng(self.seed, step)
         classes = rng.choice(self.eligible, size=self.classes_per_batch, replace=False)
         positions = self.table.draw(rng, classes, self.samples_per_class).ravel()
-        embeddings = model.embedding_net(self.images(positions, rng))
+        embeddings = self.embed(model, positions, rng)
         labels = self.data.labels[torch.from_numpy(positions)].to(self.device)
         if self.miner is not None:
-            return self.criterion(embeddings, labels, self.miner(embeddings, labels)), len(
-                positions
-            )
-        return self.criterion(embeddings, labels), len(positions)
+            loss = self.criterion(embeddings, labels, self.miner(embeddings, labels))
+        else:
+            loss = self.criterion(embeddings, labels)
+        return self.scaled(loss), len(positions)
 
 
 class ClassifierObjective(Objective):
@@ -153,8 +177,10 @@ class ClassifierObjective(Objective):
     of a linear head on the embeddings.
     """
 
-    def __init__(self, data: LabeledImages, config: Config, augment: Augment | None) -> None:
-        super().__init__(data, config, augment)
+    def __init__(
+        self, data: LabeledImages, config: Config, augment: Augment | None, world: World
+    ) -> None:
+        super().__init__(data, config, augment, world)
         self.batch_size = config.train.batch_size
         params = dict(config.train.loss_params)
         takes_embeddings = config.train.loss in EMBEDDING_LOSSES or config.train.loss.startswith(
@@ -176,14 +202,15 @@ class ClassifierObjective(Objective):
         positions = rng.choice(
             len(self.data), size=min(self.batch_size, len(self.data)), replace=False
         )
-        embeddings = model.embedding_net(self.images(positions, rng))
+        embeddings = self.embed(model, positions, rng)
         labels = self.data.labels[torch.from_numpy(positions)].to(self.device)
         if self.head is None:
-            return self.criterion(embeddings, labels), len(positions)
-        logits = self.head(embeddings)
-        if self.criterion is None:
-            return F.cross_entropy(logits, labels), len(positions)
-        return self.criterion(logits, labels), len(positions)
+            loss = self.criterion(embeddings, labels)
+        elif self.criterion is None:
+            loss = F.cross_entropy(self.head(embeddings), labels)
+        else:
+            loss = self.criterion(self.head(embeddings), labels)
+        return self.scaled(loss), len(positions)
 
 
 #: Classifier losses that own their class weights and take embeddings.
@@ -199,7 +226,9 @@ def build_miner(config: Config) -> nn.Module | None:
     return registry_miner(config.train.miner, config.train.miner_params)
 
 
-def build_objective(config: Config, data: LabeledImages, augment: Augment | None) -> Objective:
+def build_objective(
+    config: Config, data: LabeledImages, augment: Augment | None, world: World | None = None
+) -> Objective:
     """The objective ``train.objective`` names, over the training ``data``."""
     kinds = {
         "siamese": SiameseObjective,
@@ -211,4 +240,4 @@ def build_objective(config: Config, data: LabeledImages, augment: Augment | None
         raise ConfigError(
             f"unknown objective {config.train.objective!r}; choose one of {', '.join(kinds)}"
         )
-    return kinds[config.train.objective](data, config, augment)
+    return kinds[config.train.objective](data, config, augment, world or World())

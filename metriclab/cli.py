@@ -1,4 +1,4 @@
-"""The ``metriclab`` command line: train and eval."""
+"""The ``metriclab`` command line: train, eval, episodes, index, export, verify, configs."""
 
 from __future__ import annotations
 
@@ -34,6 +34,22 @@ def _parser() -> argparse.ArgumentParser:
         "--json", type=Path, help="write the results here (default: RUN_DIR/results.json)"
     )
     evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    commands.add_parser("configs", help="list the configs shipped with metriclab")
+
+    export = commands.add_parser("export", help="export a run as a deployable verifier bundle")
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    export.add_argument("-o", "--output", type=Path, required=True, help="bundle folder")
+    export.add_argument(
+        "--target-far",
+        type=float,
+        help="calibrate the threshold to this false accept rate (default: equal error rate)",
+    )
+
+    verify = commands.add_parser("verify", help="are two images the same class?")
+    verify.add_argument("bundle", type=Path, metavar="BUNDLE")
+    verify.add_argument("first", type=Path, metavar="IMAGE_A")
+    verify.add_argument("second", type=Path, metavar="IMAGE_B")
     return parser
 
 
@@ -68,10 +84,47 @@ def _eval(args: argparse.Namespace) -> None:
     print(f"results: {args.json or args.run_dir / training.RESULTS}")
 
 
+def _configs(args: argparse.Namespace) -> None:
+    from metriclab.config import load_config, shipped_configs
+
+    for name in shipped_configs():
+        train = load_config(name).get("train", {})
+        print(f"{name:<22} objective={train.get('objective', 'siamese')} loss={train.get('loss', '-')}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from metriclab.export import export_bundle
+
+    manifest = export_bundle(args.run_dir, args.output, target_far=args.target_far)
+    threshold = manifest["threshold"]
+    print(f"bundle: {args.output}")
+    print(f"threshold {threshold['value']:.4f} ({threshold['rule']}, on {threshold['calibrated_on']})")
+    if manifest["files"]["onnx"] is None:
+        print("onnx: skipped (install the onnx package to export it)")
+
+
+def _verify(args: argparse.Namespace) -> None:
+    from metriclab.export import Bundle
+
+    bundle = Bundle.load(args.bundle)
+    score, same = bundle.verify(args.first, args.second)
+    verdict = "same" if same else "different"
+    print(f"score {score:.4f}  threshold {bundle.threshold:.4f}  → {verdict}")
+
+
+HANDLERS = {
+    "train": _train,
+    "eval": _eval,
+    "configs": _configs,
+    "export": _export,
+    "verify": _verify,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"train": _train, "eval": _eval}[args.command](args)
+        HANDLERS[args.command](args)
     except (ValueError, OSError, RuntimeError) as failure:
         print(f"error: {failure}", file=sys.stderr)
         return 2

@@ -43,7 +43,8 @@ class TripletLoss(Loss):
       zero* (PML's default AvgNonZeroReducer would count only non-zero ones; PML with
       ``reducer=MeanReducer()`` agrees with this). The mean of no triplets is 0.
 
-    "all" and "semi_hard" never build the ``B × B × B`` tensor: anchors are processed in chunks
+    "batch_hard" mines on the ``B × B`` matrix without autograd and recomputes only the chosen
+    distances, so its backward is O(B·D). "all" and "semi_hard" never build the ``B × B × B`` tensor: anchors are processed in chunks
     of ``c`` with ``c·B² ≤ max(B², 2²¹)`` elements, each chunk checkpointed so that backward
     recomputes it instead of storing it. Memory is O(B²); time is O(B³).
 
@@ -90,13 +91,15 @@ class TripletLoss(Loss):
 
     def batch(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         check_batch(embeddings, labels)
-        distances = self.distance.matrix(embeddings, embeddings)
         same = labels[:, None] == labels[None, :]
-        positive = same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
         negative = ~same
-        if self.mining == "batch_hard":
-            per_anchor, counts = self._batch_hard(distances, positive, negative)
+        positive = same.fill_diagonal_(False)  # an anchor is not its own positive
+        if len(labels) == 0:
+            per_anchor, counts = embeddings.new_zeros(0), labels.new_zeros(0)
+        elif self.mining == "batch_hard":
+            per_anchor, counts = self._batch_hard(embeddings, positive, negative)
         else:
+            distances = self.distance.matrix(embeddings, embeddings)
             per_anchor, counts = self._chunked(distances, positive, negative)
         if self.reduction == "none":
             return per_anchor
@@ -104,15 +107,23 @@ class TripletLoss(Loss):
         return total if self.reduction == "sum" else total / counts.sum().clamp_min(1)
 
     def _batch_hard(
-        self, distances: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor
+        self, embeddings: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-anchor losses of the hardest positive and negative ``(B,)``, and 0/1 counts ``(B,)``."""
-        valid = positive.any(1) & negative.any(1)
-        hardest_positive = distances.masked_fill(~positive, float("-inf")).amax(1)
-        hardest_negative = distances.masked_fill(~negative, float("inf")).amin(1)
-        # Anchors without a triplet get finite placeholders so no inf reaches the loss or backward.
-        violation = torch.where(valid, hardest_positive - hardest_negative, 0.0) + self.margin
-        return torch.where(valid, self.triplet_loss(violation), 0.0), valid.long()
+        """Per-anchor losses of the hardest positive and negative ``(B,)``, and 0/1 counts ``(B,)``.
+
+        The choice needs the ``B × B`` matrix but no gradient: it is made without autograd, then
+        only the ``2B`` chosen distances are recomputed row-aligned, so backward costs O(B·D).
+        """
+        with torch.no_grad():
+            distances = self.distance.matrix(embeddings, embeddings)
+            hardest_positive = distances.masked_fill(~positive, float("-inf")).argmax(1)
+            hardest_negative = distances.masked_fill(~negative, float("inf")).argmin(1)
+            valid = positive.any(1) & negative.any(1)
+        # Anchors without a triplet get an arbitrary partner and are zeroed by the where.
+        d_ap = self.distance(embeddings, embeddings[hardest_positive])
+        d_an = self.distance(embeddings, embeddings[hardest_negative])
+        losses = self.triplet_loss(d_ap - d_an + self.margin)
+        return torch.where(valid, losses, 0.0), valid.long()
 
     def _chunked(
         self, distances: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor
@@ -132,8 +143,6 @@ class TripletLoss(Loss):
             )
             sums.append(loss)
             counts.append(count)
-        if not sums:
-            return distances.new_zeros(0), torch.zeros(0, dtype=torch.long)
         return torch.cat(sums), torch.cat(counts)
 
     def _anchor_chunk(

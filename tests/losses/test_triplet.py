@@ -105,8 +105,11 @@ def test_explicit_triplets_match_the_formula() -> None:
 
 def test_no_valid_triplet_gives_zero() -> None:
     embeddings, _ = labelled_batch(4, 1, 3, seed=3)
+    empty, no_labels = torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)
     for mining in ("all", "batch_hard", "semi_hard"):
         assert TripletLoss(mining=mining).batch(embeddings, torch.zeros(4, dtype=torch.long)) == 0
+        assert TripletLoss(mining=mining).batch(empty, no_labels) == 0
+        assert TripletLoss(mining=mining, reduction="none").batch(empty, no_labels).shape == (0,)
 
 
 @pytest.mark.parametrize("chunk_elements", [1, 3 * 64, 2**21])

@@ -44,9 +44,10 @@ class TripletLoss(Loss):
       ``reducer=MeanReducer()`` agrees with this). The mean of no triplets is 0.
 
     "batch_hard" mines on the ``B × B`` matrix without autograd and recomputes only the chosen
-    distances, so its backward is O(B·D). "all" and "semi_hard" never build the ``B × B × B`` tensor: anchors are processed in chunks
-    of ``c`` with ``c·B² ≤ max(B², 2²¹)`` elements, each chunk checkpointed so that backward
-    recomputes it instead of storing it. Memory is O(B²); time is O(B³).
+    distances, so its backward is O(B·D). "all" and "semi_hard" never build the ``B × B × B``
+    tensor: anchors are processed in chunks of ``c`` with ``c·B² ≤ max(B², 2²¹)`` elements, each
+    chunk checkpointed so that backward recomputes it instead of storing it. Memory is O(B²);
+    time is O(B³).
 
     Args:
         margin: ``≥ 0``; must be ``> 0`` for ``"semi_hard"``, whose selection it defines.

@@ -72,7 +72,9 @@ class TripletLoss(Loss):
         self.margin = check_margin("margin", margin, allow_zero=mining != "semi_hard")
         self.distance = resolve_distance(distance)
         self.mining = mining
-        self.soft = bool(soft)
+        if not isinstance(soft, bool):
+            raise ValueError(f"soft must be True or False, got {soft!r}")
+        self.soft = soft
 
     def triplet_loss(self, violation: torch.Tensor) -> torch.Tensor:
         """``f(v)`` of the violations ``v = d(a, p) − d(a, n) + margin``, any shape."""

@@ -247,6 +247,8 @@ def test_triplet_errors_name_the_argument() -> None:
             TripletLoss(margin=margin)
     with pytest.raises(ValueError, match="margin must be a finite number > 0"):
         TripletLoss(margin=0.0, mining="semi_hard")
+    with pytest.raises(ValueError, match="soft must be True or False"):
+        TripletLoss(soft="yes")  # type: ignore[arg-type]
     x = torch.randn(4, 3)
     with pytest.raises(ValueError, match=r"call \.batch\(embeddings, labels\)"):
         TripletLoss(mining="batch_hard")(x, x, x)

@@ -89,7 +89,9 @@ def _configs(args: argparse.Namespace) -> None:
 
     for name in shipped_configs():
         train = load_config(name).get("train", {})
-        print(f"{name:<22} objective={train.get('objective', 'siamese')} loss={train.get('loss', '-')}")
+        print(
+            f"{name:<22} objective={train.get('objective', 'siamese')} loss={train.get('loss', '-')}"
+        )
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -98,7 +100,9 @@ def _export(args: argparse.Namespace) -> None:
     manifest = export_bundle(args.run_dir, args.output, target_far=args.target_far)
     threshold = manifest["threshold"]
     print(f"bundle: {args.output}")
-    print(f"threshold {threshold['value']:.4f} ({threshold['rule']}, on {threshold['calibrated_on']})")
+    print(
+        f"threshold {threshold['value']:.4f} ({threshold['rule']}, on {threshold['calibrated_on']})"
+    )
     if manifest["files"]["onnx"] is None:
         print("onnx: skipped (install the onnx package to export it)")
 

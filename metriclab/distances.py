@@ -7,11 +7,16 @@ Every distance is an ``nn.Module`` with two entry points:
 
 All are distances (smaller is closer). Nothing is normalised unless the distance says so: cosine
 distance is ``1 − cos`` by definition, the others see the raw vectors.
+
+``to_pml`` / ``from_pml`` convert to and from pytorch-metric-learning (PML) distances; see their
+docstrings for how PML's similarities (``is_inverted``) and its normalise-by-default are handled.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -110,8 +115,25 @@ class WeightedL1(Distance):
         return torch.cdist(self.scale(a), self.scale(b), p=1.0)
 
 
+def _centered(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``a`` and ``b`` minus their joint mean: Euclidean distances are translation invariant.
+
+    The fast all-pairs Euclidean kernels expand ``‖a − b‖² = ‖a‖² + ‖b‖² − 2a·b``, whose rounding
+    error grows with ``‖a‖²``; embeddings that share an offset (a bias in the head) lose most of
+    their precision near zero distance (float32, offset 10: error 0.06 instead of 0.003).
+    """
+    # Detached: the distances do not depend on the shift, so no gradient flows through it.
+    total = a.detach().sum(-2, keepdim=True) + b.detach().sum(-2, keepdim=True)
+    mean = total / (a.shape[-2] + b.shape[-2])
+    return a - mean, b - mean
+
+
 class L2(Distance):
-    """Euclidean distance ``‖a − b‖₂``."""
+    """Euclidean distance ``‖a − b‖₂``.
+
+    Gradients are finite everywhere: at ``a = b`` the (sub)gradient returned is 0. ``matrix`` uses
+    the GEMM expansion on centred inputs, exact up to ~``sqrt(ε)·spread`` near zero distance.
+    """
 
     name = "l2"
 
@@ -119,7 +141,7 @@ class L2(Distance):
         return torch.linalg.vector_norm(a - b, dim=-1)
 
     def all_pairs(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.cdist(a, b, p=2.0)
+        return torch.cdist(*_centered(a, b), p=2.0)
 
 
 class SquaredL2(Distance):
@@ -132,6 +154,7 @@ class SquaredL2(Distance):
 
     def all_pairs(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         # ‖a‖² + ‖b‖² − 2·a·b is one GEMM; clamp the tiny negatives that cancellation can leave.
+        a, b = _centered(a, b)
         cross = a @ b.transpose(-1, -2)
         squared = a.pow(2).sum(-1, keepdim=True) + b.pow(2).sum(-1).unsqueeze(-2) - 2 * cross
         return squared.clamp_min(0.0)
@@ -144,6 +167,8 @@ class Cosine(Distance):
 
     def __init__(self, eps: float = 1e-8) -> None:
         super().__init__()
+        if not 0 < eps < 1:
+            raise ValueError(f"eps must be in (0, 1), got {eps}; the default 1e-8 suits most uses")
         self.eps = eps
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -160,9 +185,114 @@ DISTANCES: dict[str, type[Distance]] = {
 }
 
 
-def build_distance(name: str, dim: int) -> Distance:
-    """The distance a config names (``l1``, ``weighted_l1``, ``l2``, ``squared_l2``, ``cosine``)."""
+def build_distance(name: str, dim: int | None = None) -> Distance:
+    """The distance a config names (``l1``, ``weighted_l1``, ``l2``, ``squared_l2``, ``cosine``).
+
+    ``dim`` (the embedding dimension) is needed only by ``weighted_l1``, which learns one weight
+    per dimension.
+    """
     if name not in DISTANCES:
         raise ValueError(f"unknown distance {name!r}; choose one of {', '.join(DISTANCES)}")
     cls = DISTANCES[name]
-    return cls(dim) if cls is WeightedL1 else cls()
+    if cls is not WeightedL1:
+        return cls()
+    if dim is None:
+        raise ValueError("distance 'weighted_l1' needs dim, the embedding dimension; pass dim=D")
+    return WeightedL1(dim)
+
+
+@functools.cache
+def _pml_wrapper() -> type:
+    """The PML distance class that wraps a metriclab distance PML has no counterpart for.
+
+    Built on first use so that importing metriclab does not import PML (about 0.5 s).
+    """
+    from pytorch_metric_learning.distances import BaseDistance
+
+    class MetriclabDistance(BaseDistance):
+        """A PML distance computing ``distance.matrix`` (no normalisation, not inverted).
+
+        The metriclab module is a submodule, so its learned weights train through PML losses.
+        """
+
+        def __init__(self, distance: Distance) -> None:
+            super().__init__(normalize_embeddings=False, is_inverted=False)
+            self.distance = distance
+
+        def compute_mat(self, query_emb: torch.Tensor, ref_emb: torch.Tensor) -> torch.Tensor:
+            return self.distance.matrix(query_emb, ref_emb)
+
+        def pairwise_distance(self, query_emb: torch.Tensor, ref_emb: torch.Tensor) -> torch.Tensor:
+            return self.distance(query_emb, ref_emb)
+
+    return MetriclabDistance
+
+
+def to_pml(distance: Distance) -> Any:
+    """The pytorch-metric-learning distance with the same values, built without normalisation.
+
+    * ``L1``, ``L2``, ``SquaredL2`` → ``LpDistance(p=1 | 2, power=1 | 2, normalize_embeddings=False)``
+      (PML's default ``normalize_embeddings=True`` would silently change the metric).
+    * ``Cosine`` → ``CosineSimilarity()``, which is a *similarity* ``s = 1 − d`` with
+      ``is_inverted=True``. PML losses read ``is_inverted``, so difference margins (triplet) carry
+      over unchanged, while absolute thresholds translate as ``t_s = 1 − t_d`` (and "below" becomes
+      "above"). Its normalisation is harmless: cosine is scale invariant.
+    * ``WeightedL1`` has no PML counterpart; it is wrapped in a PML ``BaseDistance`` subclass that
+      computes exactly ``distance.matrix`` and shares its weights (losses or miners that insist on
+      ``LpDistance`` reject it). ``from_pml`` unwraps it.
+    """
+    from pytorch_metric_learning.distances import CosineSimilarity, LpDistance
+
+    if isinstance(distance, WeightedL1):
+        return _pml_wrapper()(distance)
+    if isinstance(distance, Cosine):
+        return CosineSimilarity()
+    lp = {L1: (1, 1), L2: (2, 1), SquaredL2: (2, 2)}.get(type(distance))
+    if lp is None:
+        raise ValueError(
+            f"distance {type(distance).__name__} has no PML equivalent; use one of "
+            f"{', '.join(cls.__name__ for cls in DISTANCES.values())}"
+        )
+    return LpDistance(p=lp[0], power=lp[1], normalize_embeddings=False)
+
+
+def from_pml(pml_distance: Any) -> Distance:
+    """The metriclab distance equal to a pytorch-metric-learning distance.
+
+    ``LpDistance(normalize_embeddings=False)`` with ``(p, power)`` of ``(1, 1)``, ``(2, 1)`` or
+    ``(2, 2)`` becomes ``L1``, ``L2`` or ``SquaredL2``. A similarity that normalises
+    (``CosineSimilarity``, or ``DotProductSimilarity(normalize_embeddings=True)``) becomes
+    ``Cosine``, whose value is ``1 − s``: smaller is closer, as for every metriclab distance.
+    PML's default ``LpDistance(normalize_embeddings=True)`` is refused with a ``ValueError``:
+    metriclab distances never normalise hidden from the user.
+    """
+    from pytorch_metric_learning.distances import DotProductSimilarity, LpDistance
+
+    if isinstance(pml_distance, _pml_wrapper()):
+        return pml_distance.distance
+    kind = type(pml_distance).__name__
+    if isinstance(pml_distance, DotProductSimilarity):
+        if pml_distance.normalize_embeddings and pml_distance.p == 2 and pml_distance.power == 1:
+            return Cosine()
+        raise ValueError(
+            f"{kind}(normalize_embeddings={pml_distance.normalize_embeddings}, power="
+            f"{pml_distance.power}) is not a cosine similarity; only CosineSimilarity() converts"
+        )
+    if isinstance(pml_distance, LpDistance):
+        if pml_distance.normalize_embeddings:
+            raise ValueError(
+                "LpDistance(normalize_embeddings=True), PML's default, normalises the embeddings, "
+                "which metriclab distances never do; pass LpDistance(normalize_embeddings=False) "
+                "and use EmbeddingNet(normalize=True) if you want unit vectors"
+            )
+        for cls, (p, power) in {L1: (1, 1), L2: (2, 1), SquaredL2: (2, 2)}.items():
+            if pml_distance.p == p and pml_distance.power == power:
+                return cls()
+        raise ValueError(
+            f"LpDistance(p={pml_distance.p}, power={pml_distance.power}) has no metriclab "
+            "equivalent; use p=1 or p=2 with power=1, or p=2 with power=2"
+        )
+    raise ValueError(
+        f"PML distance {kind} has no metriclab equivalent; convert LpDistance, CosineSimilarity "
+        "or a distance made by to_pml"
+    )

@@ -53,8 +53,16 @@ def _threshold(scores: np.ndarray, same: np.ndarray, target_far: float | None) -
         return {"value": result.eer_threshold, "rule": "equal error rate", "eer": result.eer}
     allowed = result.fpr <= target_far
     best = int(np.flatnonzero(allowed)[-1])  # the loosest threshold still within the FAR
-    value = float(result.thresholds[best]) if np.isfinite(result.thresholds[best]) else float(scores.max())
-    return {"value": value, "rule": f"false accept rate ≤ {target_far:g}", "tar": float(result.tpr[best])}
+    value = (
+        float(result.thresholds[best])
+        if np.isfinite(result.thresholds[best])
+        else float(scores.max())
+    )
+    return {
+        "value": value,
+        "rule": f"false accept rate ≤ {target_far:g}",
+        "tar": float(result.tpr[best]),
+    }
 
 
 def export_bundle(
@@ -71,9 +79,13 @@ def export_bundle(
     config, model = load_run(run_dir)
     train, test = build_data(config)
     _, val = split_validation(train, config)
-    calibration, calibrated_on = (val, "validation classes") if val is not None else (test, "unseen test classes")
+    calibration, calibrated_on = (
+        (val, "validation classes") if val is not None else (test, "unseen test classes")
+    )
     vectors = embed(model.embedding_net, calibration, progress=progress).vectors
-    first, second, same = next(iter(PairSampler(calibration.labels, config.eval.pairs, 1, seed=config.eval.seed)))
+    first, second, same = next(
+        iter(PairSampler(calibration.labels, config.eval.pairs, 1, seed=config.eval.seed))
+    )
     with torch.no_grad():
         scores = model.logits(vectors[first], vectors[second]).numpy()
     channels, size = calibration.channels, calibration.images.shape[-1]
@@ -81,7 +93,11 @@ def export_bundle(
         "format": FORMAT,
         "metriclab": __version__,
         "run": config.name,
-        "preprocess": {"size": size, "channels": channels, "invert": config.data.name == "omniglot"},
+        "preprocess": {
+            "size": size,
+            "channels": channels,
+            "invert": config.data.name == "omniglot",
+        },
         "distance": _distance_spec(model.distance),
         "bias": float(model.bias.detach()),
         "threshold": {**_threshold(scores, same, target_far), "calibrated_on": calibrated_on},
@@ -114,9 +130,15 @@ def _export_onnx(embedder: nn.Module, example: torch.Tensor, out_dir: Path) -> s
         return None
     try:
         with atomic_write(out_dir / ONNX, binary=True) as handle:
-            torch.onnx.export(embedder, (example,), handle, input_names=["images"],
-                              output_names=["embeddings"], dynamic_axes={"images": {0: "batch"}},
-                              dynamo=False)
+            torch.onnx.export(
+                embedder,
+                (example,),
+                handle,
+                input_names=["images"],
+                output_names=["embeddings"],
+                dynamic_axes={"images": {0: "batch"}},
+                dynamo=False,
+            )
     except Exception:  # an unsupported operator: TorchScript remains the bundle's format
         return None
     return ONNX
@@ -138,7 +160,9 @@ class Bundle:
     def load(cls, folder: Path) -> Bundle:
         path = folder / MANIFEST
         if not path.is_file():
-            raise FileNotFoundError(f"{folder} is not a metriclab bundle (no {MANIFEST}); make one with 'metriclab export'")
+            raise FileNotFoundError(
+                f"{folder} is not a metriclab bundle (no {MANIFEST}); make one with 'metriclab export'"
+            )
         try:
             manifest = json.loads(path.read_text("utf-8"))
             spec = manifest["distance"]
@@ -146,13 +170,23 @@ class Bundle:
             if isinstance(distance, WeightedL1):
                 weights = torch.tensor(spec["weights"])
                 distance.raw_weight.data = weights + torch.log(-torch.expm1(-weights))
-            embedder = torch.jit.load(str(folder / manifest["files"]["torchscript"]), map_location="cpu")
+            embedder = torch.jit.load(
+                str(folder / manifest["files"]["torchscript"]), map_location="cpu"
+            )
             preprocess = manifest["preprocess"]
-            return cls(embedder.eval(), distance.eval(), float(manifest["bias"]),
-                       float(manifest["threshold"]["value"]), int(preprocess["size"]),
-                       int(preprocess["channels"]), bool(preprocess["invert"]))
+            return cls(
+                embedder.eval(),
+                distance.eval(),
+                float(manifest["bias"]),
+                float(manifest["threshold"]["value"]),
+                int(preprocess["size"]),
+                int(preprocess["channels"]),
+                bool(preprocess["invert"]),
+            )
         except (KeyError, TypeError, ValueError, RuntimeError, json.JSONDecodeError) as failure:
-            raise ValueError(f"bundle {folder} is damaged or from another metriclab version ({failure}); export it again") from None
+            raise ValueError(
+                f"bundle {folder} is damaged or from another metriclab version ({failure}); export it again"
+            ) from None
 
     def load_images(self, paths: list[Path]) -> torch.Tensor:
         """Decode image files exactly as training decoded its data: uint8 ``(B, C, size, size)``."""
@@ -160,7 +194,9 @@ class Bundle:
         for path in paths:
             if not path.is_file():
                 raise FileNotFoundError(f"image {path} does not exist")
-            arrays.append(decode_one(path.read_bytes(), str(path), self.size, self.channels, self.invert))
+            arrays.append(
+                decode_one(path.read_bytes(), str(path), self.size, self.channels, self.invert)
+            )
         return torch.from_numpy(np.stack(arrays))
 
     @torch.no_grad()

@@ -2,8 +2,19 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pytorch_metric_learning import distances as pml_distances
 
-from metriclab.distances import L1, L2, Cosine, SquaredL2, WeightedL1, build_distance
+from metriclab.distances import (
+    DISTANCES,
+    L1,
+    L2,
+    Cosine,
+    SquaredL2,
+    WeightedL1,
+    build_distance,
+    from_pml,
+    to_pml,
+)
 
 
 def naive(name: str, a: torch.Tensor, b: torch.Tensor, w: torch.Tensor | None = None) -> float:
@@ -90,3 +101,111 @@ def test_distances_are_symmetric_and_non_negative(a: list[float], b: list[float]
         assert forward.item() >= 0
         assert forward.item() == pytest.approx(backward.item())
         assert distance(x, x).item() == 0
+
+
+def test_weighted_l1_needs_dim_by_name() -> None:
+    with pytest.raises(ValueError, match="needs dim"):
+        build_distance("weighted_l1")
+    assert isinstance(build_distance("l2"), L2)
+
+
+@pytest.mark.parametrize("cls", [L2, SquaredL2])
+def test_euclidean_matrix_is_accurate_for_offset_embeddings(cls: type) -> None:
+    # 40 rows take cdist's GEMM path; a shared offset of 10 is what a head bias produces.
+    generator = torch.Generator().manual_seed(3)
+    a = 10 + 0.5 * torch.randn(40, 16, generator=generator)
+    b = torch.cat([a[:5], 10 + 0.5 * torch.randn(30, 16, generator=generator)])
+    exact = ((a.double()[:, None] - b.double()[None]) ** 2).sum(-1)
+    exact = exact.sqrt() if cls is L2 else exact
+    error = (cls().matrix(a, b).double() - exact).abs().max().item()
+    # Without centring the errors are 0.022 and 8e-4; centred they are 1e-3 and 2e-6.
+    assert error < (5e-3 if cls is L2 else 5e-5)
+
+
+@pytest.mark.parametrize("distance", [L1(), L2(), SquaredL2(), Cosine(), WeightedL1(4)])
+def test_gradients_at_identical_points_are_finite(distance: torch.nn.Module) -> None:
+    for rows in (3, 40):  # below and above cdist's GEMM threshold
+        a = torch.randn(rows, 4, requires_grad=True)
+        (distance(a, a.detach().clone()).sum() + distance.matrix(a, a).sum()).backward()
+        assert torch.isfinite(a.grad).all()
+    x = torch.randn(3, 4, requires_grad=True)
+    if isinstance(distance, L2):  # the subgradient at a = b is 0, not NaN
+        distance(x, x.detach().clone()).sum().backward()
+        assert x.grad.abs().max().item() == 0
+
+
+def test_batched_matrix_gradients_in_float64() -> None:
+    a = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
+    for distance in (L1(), L2(), SquaredL2(), Cosine(), WeightedL1(3).double()):
+        assert torch.autograd.gradcheck(lambda x, y, d=distance: d.matrix(x, y), (a, b))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**16), name=st.sampled_from(sorted(DISTANCES)))
+def test_matrix_is_invariant_to_batch_order(seed: int, name: str) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    a = torch.randn(6, 3, dtype=torch.float64, generator=generator)
+    b = torch.randn(5, 3, dtype=torch.float64, generator=generator)
+    pa, pb = torch.randperm(6, generator=generator), torch.randperm(5, generator=generator)
+    distance = build_distance(name, 3).double()
+    expected = distance.matrix(a, b)[pa][:, pb]
+    torch.testing.assert_close(distance.matrix(a[pa], b[pb]), expected)
+    torch.testing.assert_close(distance.matrix(b, a), distance.matrix(a, b).T)
+    assert (distance.matrix(a, b) >= 0).all()
+
+
+# --- pytorch-metric-learning converters --------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(DISTANCES))
+def test_pml_round_trip_is_equal_on_random_inputs(name: str) -> None:
+    generator = torch.Generator().manual_seed(7)
+    distance = build_distance(name, 8)
+    if isinstance(distance, WeightedL1):
+        with torch.no_grad():
+            distance.raw_weight.copy_(torch.randn(8, generator=generator))
+    a, b = 3 * torch.randn(9, 8, generator=generator), torch.randn(7, 8, generator=generator)
+    pml = to_pml(distance)
+    back = from_pml(pml)
+    assert type(back) is type(distance)
+    torch.testing.assert_close(back.matrix(a, b), distance.matrix(a, b))
+    # PML's own values: a similarity 1 − d for cosine (is_inverted), the distance otherwise.
+    if isinstance(distance, Cosine):
+        assert pml.is_inverted
+        torch.testing.assert_close(1 - pml(a, b), distance.matrix(a, b))
+    else:
+        assert not pml.is_inverted and not pml.normalize_embeddings
+        torch.testing.assert_close(pml(a, b), distance.matrix(a, b))
+
+
+def test_from_pml_converts_the_native_distances() -> None:
+    assert isinstance(from_pml(pml_distances.LpDistance(normalize_embeddings=False, p=1)), L1)
+    assert isinstance(from_pml(pml_distances.LpDistance(normalize_embeddings=False)), L2)
+    squared = pml_distances.LpDistance(normalize_embeddings=False, power=2)
+    assert isinstance(from_pml(squared), SquaredL2)
+    assert isinstance(from_pml(pml_distances.CosineSimilarity()), Cosine)
+    normalized_dot = pml_distances.DotProductSimilarity(normalize_embeddings=True)
+    assert isinstance(from_pml(normalized_dot), Cosine)
+
+
+def test_from_pml_refuses_what_it_cannot_represent() -> None:
+    with pytest.raises(ValueError, match="normalize_embeddings=False"):
+        from_pml(pml_distances.LpDistance())  # PML's default normalises
+    with pytest.raises(ValueError, match=r"LpDistance\(p=3"):
+        from_pml(pml_distances.LpDistance(normalize_embeddings=False, p=3))
+    with pytest.raises(ValueError, match="not a cosine similarity"):
+        from_pml(pml_distances.DotProductSimilarity(normalize_embeddings=False))
+    with pytest.raises(ValueError, match="SNRDistance"):
+        from_pml(pml_distances.SNRDistance())
+
+
+def test_weighted_l1_trains_through_a_pml_loss() -> None:
+    from pytorch_metric_learning.losses import ContrastiveLoss
+
+    weighted = WeightedL1(4)
+    pml = to_pml(weighted)
+    assert any(p is weighted.raw_weight for p in pml.parameters())
+    loss = ContrastiveLoss(distance=pml)
+    loss(torch.randn(8, 4), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])).backward()
+    assert weighted.raw_weight.grad is not None and weighted.raw_weight.grad.abs().sum() > 0

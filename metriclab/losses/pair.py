@@ -1,11 +1,19 @@
-"""Pair losses on row-aligned pairs, O(N) memory."""
+"""Pair losses: Koch's verification loss and Hadsell's contrastive loss, O(N) on aligned pairs."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from metriclab.distances import Distance
 from metriclab.losses.base import Loss, Reduction, check_finite
+from metriclab.losses.inputs import (
+    check_aligned,
+    check_batch,
+    check_margin,
+    check_same,
+    resolve_distance,
+)
 
 
 class VerificationLoss(Loss):
@@ -30,3 +38,50 @@ class VerificationLoss(Loss):
             logits, same.to(logits.dtype), reduction="none"
         )
         return self.reduce(per_pair)
+
+
+class ContrastiveLoss(Loss):
+    """Contrastive loss of Hadsell, Chopra & LeCun 2006 (eq. 4), on distances ``D``.
+
+    ``L = ½·D²`` for a similar pair and ``½·max(0, m − D)²`` for a dissimilar one.
+
+    Two entry points, no overloading:
+
+    * ``forward(e1, e2, same)``: ``N`` row-aligned pairs, ``e1``, ``e2`` ``(N, D)`` and ``same``
+      ``(N,)`` (bool or 0/1) → per-pair losses ``(N,)`` before reduction. O(N·D) memory: only the
+      ``N`` aligned distances are computed, never an ``N × N`` matrix.
+    * ``batch(embeddings, labels)``: every pair ``i < j`` of a labelled batch, ``(B, D)`` and ``(B,)``
+      → per-pair losses ``(B(B−1)/2,)`` in ``torch.triu_indices(B, B, 1)`` order. O(B²) memory.
+
+    ``reduction="mean"`` averages over all pairs, similar and dissimilar, including pairs whose loss
+    is zero (Hadsell et al. sum over pairs; PML's default instead averages the non-zero positive and
+    negative losses separately and adds the two means). The mean of no pairs is 0.
+
+    Args:
+        margin: ``m > 0``, the distance beyond which dissimilar pairs cost nothing.
+        distance: a metriclab :class:`~metriclab.distances.Distance`; ``L2()`` (the paper's) if None.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+    """
+
+    def __init__(
+        self, margin: float = 1.0, distance: Distance | None = None, reduction: Reduction = "mean"
+    ) -> None:
+        super().__init__(reduction)
+        self.margin = check_margin("margin", margin, allow_zero=False)
+        self.distance = resolve_distance(distance)
+
+    def per_pair(self, distances: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
+        """The loss of each pair from its distance ``(P,)`` and its ``same`` flag ``(P,)`` bool."""
+        dissimilar = (self.margin - distances).clamp_min(0.0)
+        return 0.5 * torch.where(same, distances, dissimilar).pow(2)
+
+    def forward(self, e1: torch.Tensor, e2: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
+        check_aligned(("e1", "e2"), e1, e2)
+        same = check_same(same, e1.shape[0])
+        return self.reduce(self.per_pair(self.distance(e1, e2), same))
+
+    def batch(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        check_batch(embeddings, labels)
+        rows, cols = torch.triu_indices(len(labels), len(labels), offset=1, device=labels.device)
+        distances = self.distance.matrix(embeddings, embeddings)[rows, cols]
+        return self.reduce(self.per_pair(distances, labels[rows] == labels[cols]))

@@ -1,14 +1,28 @@
 """Models: backbones by name, the embedding network, and the Siamese and triplet wrappers."""
 
-from metriclab.models.backbones import BACKBONES, backbone, conv4, output_features
+from metriclab.models.backbones import (
+    BACKBONES,
+    ResidualBlock12,
+    backbone,
+    conv4,
+    koch,
+    output_features,
+    resnet12,
+)
 from metriclab.models.nets import EmbeddingNet, SiameseNet, TripletNet
+from metriclab.models.torchvision_backbone import torchvision_backbone, torchvision_names
 
 __all__ = [
     "BACKBONES",
     "EmbeddingNet",
+    "ResidualBlock12",
     "SiameseNet",
     "TripletNet",
     "backbone",
     "conv4",
+    "koch",
     "output_features",
+    "resnet12",
+    "torchvision_backbone",
+    "torchvision_names",
 ]

@@ -1,11 +1,17 @@
-"""Backbones: convolutional feature extractors, looked up by name through one registry."""
+"""Backbones: convolutional feature extractors, looked up by name through one registry.
+
+Every backbone maps ``(B, C, H, W)`` float images to ``(B, F)`` features (or a map that flattens
+to it); :class:`~metriclab.models.EmbeddingNet` adds the projection to the embedding.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+
+from metriclab.models.torchvision_backbone import TORCHVISION_PREFIX, torchvision_backbone
 
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -32,18 +38,127 @@ def conv4(in_channels: int = 1, hidden: int = 64) -> nn.Module:
     )
 
 
-BACKBONES: dict[str, Callable[[int], nn.Module]] = {
-    "conv4": conv4,
+def koch(in_channels: int = 1, widths: Sequence[int] = (64, 128, 128, 256)) -> nn.Module:
+    """The convolutional tower of Koch et al. 2015 (Siamese networks for one-shot recognition, Fig. 4).
+
+    conv 10×10 → ReLU → max pool → conv 7×7 → ReLU → max pool → conv 4×4 → ReLU → max pool →
+    conv 4×4 → ReLU → flatten, with 64-128-128-256 filters (valid convolutions, no batch norm).
+    ``(B, C, 105, 105)`` → ``(B, 256·6·6 = 9216)``.
+
+    Koch's next layer, the 4096-unit fully connected layer with a sigmoid, *is the embedding*: the
+    weighted L1 distance is taken between its outputs. It is therefore the head of
+    :class:`~metriclab.models.EmbeddingNet`, not part of this backbone: the head is the one place
+    that sets the embedding dimension, so a backbone that ended in its own 4096-unit layer would be
+    followed by a second, redundant projection. Koch's exact network is
+    ``EmbeddingNet(koch(1), dim=4096, image_size=105, sigmoid=True)``.
+    """
+    c1, c2, c3, c4 = _four_widths(widths)
+    return nn.Sequential(
+        nn.Conv2d(in_channels, c1, kernel_size=10),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, kernel_size=7),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c2, c3, kernel_size=4),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c3, c4, kernel_size=4),
+        nn.ReLU(inplace=True),
+        nn.Flatten(),
+    )
+
+
+class ResidualBlock12(nn.Module):
+    """One ResNet-12 block: three 3×3 conv-BN layers (LeakyReLU 0.1 between), a 1×1 conv-BN
+    shortcut, LeakyReLU 0.1 after the sum, then 2×2 max pool. ``(B, Cin, H, W)`` →
+    ``(B, Cout, ⌊H/2⌋, ⌊W/2⌋)``."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+
+        def conv_bn(cin: int) -> list[nn.Module]:
+            conv = nn.Conv2d(cin, out_channels, kernel_size=3, padding=1, bias=False)
+            return [conv, nn.BatchNorm2d(out_channels)]
+
+        self.body = nn.Sequential(
+            *conv_bn(in_channels),
+            nn.LeakyReLU(0.1),
+            *conv_bn(out_channels),
+            nn.LeakyReLU(0.1),
+            *conv_bn(out_channels),
+        )
+        self.shortcut = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+        self.activation = nn.LeakyReLU(0.1)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.activation(self.body(x) + self.shortcut(x)))
+
+
+def resnet12(in_channels: int = 3, widths: Sequence[int] = (64, 160, 320, 640)) -> nn.Module:
+    """The few-shot ResNet-12 (Oreshkin et al. 2018, TADAM; Lee et al. 2019, MetaOptNet).
+
+    Four :class:`ResidualBlock12` with widths 64-160-320-640 (Lee et al.; TADAM used
+    64-128-256-512), then global average pooling as in TADAM: ``(B, C, H, W)`` →
+    ``(B, widths[-1])`` for any ``H, W ≥ 16``. MetaOptNet's DropBlock regulariser and its flattened
+    (not pooled) output are not reproduced; pass smaller ``widths`` to train on CPU.
+    """
+    c1, c2, c3, c4 = _four_widths(widths)
+    return nn.Sequential(
+        ResidualBlock12(in_channels, c1),
+        ResidualBlock12(c1, c2),
+        ResidualBlock12(c2, c3),
+        ResidualBlock12(c3, c4),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    )
+
+
+def _four_widths(widths: Sequence[int]) -> tuple[int, int, int, int]:
+    if len(widths) != 4 or any(int(w) < 1 for w in widths):
+        raise ValueError(f"widths must be four positive channel counts, got {tuple(widths)}")
+    c1, c2, c3, c4 = (int(w) for w in widths)
+    return c1, c2, c3, c4
+
+
+def _scaled(widths: Sequence[int], width: float) -> tuple[int, ...]:
+    return tuple(max(1, round(w * width)) for w in widths)
+
+
+#: Name → builder ``(in_channels, width) -> nn.Module``; ``width`` multiplies every channel count.
+BACKBONES: dict[str, Callable[[int, float], nn.Module]] = {
+    "conv4": lambda c, width: conv4(c, hidden=_scaled((64,), width)[0]),
+    "koch": lambda c, width: koch(c, widths=_scaled((64, 128, 128, 256), width)),
+    "resnet12": lambda c, width: resnet12(c, widths=_scaled((64, 160, 320, 640), width)),
 }
 
 
-def backbone(name: str, in_channels: int = 1) -> nn.Module:
-    """The backbone a config names, for inputs with ``in_channels`` channels."""
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+def backbone(name: str, in_channels: int = 1, width: float = 1.0) -> nn.Module:
+    """The backbone a config names, for inputs with ``in_channels`` channels.
+
+    ``name`` is a key of :data:`BACKBONES` (``conv4``, ``koch``, ``resnet12``) or
+    ``torchvision:<model>`` (any torchvision classification model, random weights, classifier
+    removed, first convolution taking ``in_channels``). ``width`` scales the channel counts of the
+    built-in backbones (e.g. 0.25 for CPU experiments); torchvision models take only 1.0.
+    """
     if in_channels < 1:
         raise ValueError(f"in_channels must be at least 1, got {in_channels}")
-    return BACKBONES[name](in_channels)
+    if not width > 0:
+        raise ValueError(f"width must be positive (1.0 is the published size), got {width}")
+    if name.startswith(TORCHVISION_PREFIX):
+        if width != 1.0:
+            raise ValueError(f"width applies only to {', '.join(BACKBONES)}; drop it for {name}")
+        return torchvision_backbone(name.removeprefix(TORCHVISION_PREFIX), in_channels)
+    if name not in BACKBONES:
+        raise ValueError(
+            f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)} or "
+            f"{TORCHVISION_PREFIX}<model> (e.g. {TORCHVISION_PREFIX}resnet18)"
+        )
+    return BACKBONES[name](in_channels, width)
 
 
 @torch.no_grad()
@@ -53,7 +168,7 @@ def output_features(module: nn.Module, in_channels: int, image_size: int) -> int
     module.eval()
     try:
         out = module(torch.zeros(1, in_channels, image_size, image_size))
-    except RuntimeError as failure:
+    except (RuntimeError, AssertionError) as failure:  # torchvision ViTs assert their input size
         raise ValueError(
             f"the backbone cannot take {image_size}×{image_size} inputs with {in_channels} "
             f"channel(s): {failure}; use larger images or another backbone"

@@ -11,13 +11,15 @@ from metriclab.models.backbones import output_features
 
 
 class EmbeddingNet(nn.Module):
-    """Backbone → linear projection to ``dim`` → optional L2 normalisation.
+    """Backbone → linear projection to ``dim`` → optional sigmoid → optional L2 normalisation.
 
     Args:
         backbone: maps ``(B, C, H, W)`` float images to ``(B, F)`` (or a map that flattens to it).
         dim: embedding dimension D.
         in_channels, image_size: the input shape, used once to size the projection.
         normalize: L2-normalise the embeddings (off by default: nothing hidden).
+        sigmoid: apply a sigmoid after the projection, as Koch et al. 2015 do in their 4096-unit
+            embedding layer (off by default).
 
     ``forward``: ``(B, C, H, W)`` float in [0, 1] → ``(B, D)``.
     """
@@ -29,6 +31,7 @@ class EmbeddingNet(nn.Module):
         in_channels: int = 1,
         image_size: int = 28,
         normalize: bool = False,
+        sigmoid: bool = False,
     ) -> None:
         super().__init__()
         if dim < 1:
@@ -37,6 +40,7 @@ class EmbeddingNet(nn.Module):
         self.in_channels = in_channels
         self.dim = dim
         self.normalize = normalize
+        self.sigmoid = sigmoid
         self.head = nn.Linear(output_features(backbone, in_channels, image_size), dim)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -45,6 +49,8 @@ class EmbeddingNet(nn.Module):
                 f"expected images of shape (B, {self.in_channels}, H, W), got {tuple(images.shape)}"
             )
         embeddings = self.head(self.backbone(images).flatten(1))
+        if self.sigmoid:
+            embeddings = torch.sigmoid(embeddings)
         return F.normalize(embeddings, dim=-1) if self.normalize else embeddings
 
 

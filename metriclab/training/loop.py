@@ -108,15 +108,17 @@ class Trainer:
         self.train_data, self.val_data = split_validation(train_data, config)
         torch.manual_seed(config.train.seed)
         self.model = build_model(config, self.train_data.channels).to(config.train.device)
-        self.objective = build_objective(config, self.train_data, None, self.world).to(
-            config.train.device
-        )
+        self.objective = build_objective(
+            config, self.train_data, self.model.distance, world=self.world
+        ).to(config.train.device)
         self.step_loss: nn.Module = StepLoss(self.model, self.objective)
+        # One module's parameters() lists a shared parameter once: a loss may hold the model's
+        # own distance (WeightedL1), which must not be stepped twice.
+        parameters = list(self.step_loss.parameters())
         if self.world.size > 1:
             # Some parameters sit out some objectives (the Siamese bias under a contrastive
             # loss, for one), hence find_unused_parameters.
             self.step_loss = DistributedDataParallel(self.step_loss, find_unused_parameters=True)
-        parameters = list(self.model.parameters()) + list(self.objective.parameters())
         self.optimizer = build_optimizer(config, parameters)
         self.scheduler = build_scheduler(config, self.optimizer)
         self.use_amp = config.train.amp and torch.device(config.train.device).type == "cuda"

@@ -16,7 +16,9 @@ from torch import nn
 
 from metriclab.config import Config, ConfigError
 from metriclab.data import ClassTable, LabeledImages, PairSampler, sample_episodes, to_float
-from metriclab.losses.registry import build_loss
+from metriclab.distances import Distance
+from metriclab.losses import ContrastiveLoss, TripletLoss
+from metriclab.losses.registry import build_loss, build_miner, loss_parameters
 from metriclab.models import SiameseNet
 from metriclab.training.distributed import World
 
@@ -35,7 +37,12 @@ class Objective(nn.Module):
     """Base: holds the training images and turns positions into network inputs."""
 
     def __init__(
-        self, data: LabeledImages, config: Config, augment: Augment | None, world: World
+        self,
+        data: LabeledImages,
+        config: Config,
+        augment: Augment | None,
+        world: World,
+        distance: Distance,
     ) -> None:
         super().__init__()
         self.data = data
@@ -77,12 +84,17 @@ class SiameseObjective(Objective):
     """
 
     def __init__(
-        self, data: LabeledImages, config: Config, augment: Augment | None, world: World
+        self,
+        data: LabeledImages,
+        config: Config,
+        augment: Augment | None,
+        world: World,
+        distance: Distance,
     ) -> None:
-        super().__init__(data, config, augment, world)
+        super().__init__(data, config, augment, world, distance)
         self.pairs = PairSampler(data.labels, config.train.batch_size, batches=1, seed=self.seed)
         self.batch_size = config.train.batch_size
-        self.criterion = build_loss(config.train.loss, config.train.loss_params)
+        self.criterion = build_criterion(config, distance)
         self.on_logits = config.train.loss == "verification"
 
     def loss(self, model: SiameseNet, step: int) -> tuple[torch.Tensor, int]:
@@ -106,9 +118,14 @@ class EpisodicObjective(Objective):
     """
 
     def __init__(
-        self, data: LabeledImages, config: Config, augment: Augment | None, world: World
+        self,
+        data: LabeledImages,
+        config: Config,
+        augment: Augment | None,
+        world: World,
+        distance: Distance,
     ) -> None:
-        super().__init__(data, config, augment, world)
+        super().__init__(data, config, augment, world, distance)
         self.n_way, self.k_shot, self.n_query = (
             config.train.n_way,
             config.train.k_shot,
@@ -140,9 +157,14 @@ class TripletObjective(Objective):
     """P classes × K images per batch; a loss over ``(embeddings, labels)`` with in-batch mining."""
 
     def __init__(
-        self, data: LabeledImages, config: Config, augment: Augment | None, world: World
+        self,
+        data: LabeledImages,
+        config: Config,
+        augment: Augment | None,
+        world: World,
+        distance: Distance,
     ) -> None:
-        super().__init__(data, config, augment, world)
+        super().__init__(data, config, augment, world, distance)
         self.table = ClassTable.from_labels(data.labels)
         self.classes_per_batch = config.train.classes_per_batch
         self.samples_per_class = config.train.samples_per_class
@@ -153,8 +175,12 @@ class TripletObjective(Objective):
                 f"at least train.samples_per_class={self.samples_per_class} images; "
                 f"the training data has {len(self.eligible)}"
             )
-        self.criterion = build_loss(config.train.loss, config.train.loss_params)
-        self.miner = build_miner(config)
+        self.criterion = build_criterion(config, distance)
+        self.miner = (
+            None
+            if config.train.miner is None
+            else build_miner(config.train.miner, config.train.miner_params)
+        )
 
     def loss(self, model: SiameseNet, step: int) -> tuple[torch.Tensor, int]:
         rng = step_rng(self.seed, step)
@@ -162,7 +188,9 @@ class TripletObjective(Objective):
         positions = self.table.draw(rng, classes, self.samples_per_class).ravel()
         embeddings = self.embed(model, positions, rng)
         labels = self.data.labels[torch.from_numpy(positions)].to(self.device)
-        if self.miner is not None:
+        if isinstance(self.criterion, (TripletLoss, ContrastiveLoss)):
+            loss = self.criterion.batch(embeddings, labels)
+        elif self.miner is not None:
             loss = self.criterion(embeddings, labels, self.miner(embeddings, labels))
         else:
             loss = self.criterion(embeddings, labels)
@@ -172,62 +200,61 @@ class TripletObjective(Objective):
 class ClassifierObjective(Objective):
     """Classification over the training classes; the embedding is taken before the head.
 
-    Losses with their own class weights (``camri``, PML's ``pml:ArcFaceLoss``…) take the
-    embeddings; the others (``ce``, ``cosine``, ``ohem``, ``hmloss``, ``cce``) take the logits
-    of a linear head on the embeddings.
+    Losses that own class weights (their constructor takes ``embedding_dim`` or
+    ``embedding_size``: ``camri``, ``pml:ArcFaceLoss``…) take the embeddings; the others
+    (``cross_entropy``, ``cosine``, ``ohem``, ``hard_mining``, ``complement_cross_entropy``)
+    take the logits of a linear head on the embeddings. ``num_classes`` and the embedding size
+    are filled in from the data and the model unless the config sets them.
     """
 
     def __init__(
-        self, data: LabeledImages, config: Config, augment: Augment | None, world: World
+        self,
+        data: LabeledImages,
+        config: Config,
+        augment: Augment | None,
+        world: World,
+        distance: Distance,
     ) -> None:
-        super().__init__(data, config, augment, world)
+        super().__init__(data, config, augment, world, distance)
         self.batch_size = config.train.batch_size
+        accepted = loss_parameters(config.train.loss)
         params = dict(config.train.loss_params)
-        takes_embeddings = config.train.loss in EMBEDDING_LOSSES or config.train.loss.startswith(
-            "pml:"
-        )
-        if takes_embeddings:
-            params.setdefault("num_classes", data.num_classes)
-            params.setdefault(
-                "embedding_size" if config.train.loss.startswith("pml:") else "embedding_dim",
-                config.model.dim,
-            )
-        self.criterion = (
-            build_loss(config.train.loss, params) if config.train.loss != "ce" else None
-        )
+        filled = {"num_classes": data.num_classes}
+        filled |= {"embedding_dim": config.model.dim, "embedding_size": config.model.dim}
+        for key, value in filled.items():
+            if key in accepted:
+                params.setdefault(key, value)
+        takes_embeddings = bool({"embedding_dim", "embedding_size"} & accepted)
+        self.criterion = build_loss(config.train.loss, params)
         self.head = None if takes_embeddings else nn.Linear(config.model.dim, data.num_classes)
 
     def loss(self, model: SiameseNet, step: int) -> tuple[torch.Tensor, int]:
         rng = step_rng(self.seed, step)
-        positions = rng.choice(
-            len(self.data), size=min(self.batch_size, len(self.data)), replace=False
-        )
+        count = min(self.batch_size, len(self.data))
+        positions = rng.choice(len(self.data), size=count, replace=False)
         embeddings = self.embed(model, positions, rng)
         labels = self.data.labels[torch.from_numpy(positions)].to(self.device)
-        if self.head is None:
-            loss = self.criterion(embeddings, labels)
-        elif self.criterion is None:
-            loss = F.cross_entropy(self.head(embeddings), labels)
-        else:
-            loss = self.criterion(self.head(embeddings), labels)
-        return self.scaled(loss), len(positions)
+        outputs = embeddings if self.head is None else self.head(embeddings)
+        return self.scaled(self.criterion(outputs, labels)), len(positions)
 
 
-#: Classifier losses that own their class weights and take embeddings.
-EMBEDDING_LOSSES = ("camri",)
-
-
-def build_miner(config: Config) -> nn.Module | None:
-    """The PML miner a config names (``pml:BatchHardMiner``…), or None."""
-    if config.train.miner is None:
-        return None
-    from metriclab.losses.registry import build_miner as registry_miner
-
-    return registry_miner(config.train.miner, config.train.miner_params)
+def build_criterion(config: Config, distance: Distance) -> nn.Module:
+    """``train.loss`` built from ``train.loss_params``; a distance-taking loss defaults to the
+    model's distance, so a learned metric (WeightedL1) trains through the loss."""
+    params = dict(config.train.loss_params)
+    if "distance" in loss_parameters(config.train.loss) and not config.train.loss.startswith(
+        "pml:"
+    ):
+        params.setdefault("distance", distance)
+    return build_loss(config.train.loss, params)
 
 
 def build_objective(
-    config: Config, data: LabeledImages, augment: Augment | None, world: World | None = None
+    config: Config,
+    data: LabeledImages,
+    distance: Distance,
+    augment: Augment | None = None,
+    world: World | None = None,
 ) -> Objective:
     """The objective ``train.objective`` names, over the training ``data``."""
     kinds = {
@@ -240,4 +267,4 @@ def build_objective(
         raise ConfigError(
             f"unknown objective {config.train.objective!r}; choose one of {', '.join(kinds)}"
         )
-    return kinds[config.train.objective](data, config, augment, world or World())
+    return kinds[config.train.objective](data, config, augment, world or World(), distance)

@@ -69,7 +69,7 @@ FAST = ["train.batch_size=16", "eval.episodes=20", "eval.pairs=100", "train.log_
         "hmloss",
         "cce",
         "pml-arcface",
-    ],  # fmt: skip
+    ],
 )
 def test_each_objective_trains_and_checkpoints(tmp_path: Path, overrides: list[str]) -> None:
     config = resolve_config(None, [*FAST, "train.steps=6", "train.checkpoint_every=3", *overrides])

@@ -156,13 +156,13 @@ def _episode(path: Path, number: int, line: str, header: dict[str, Any]) -> list
             "damaged, remake or re-download it"
         ) from None
     sizes = [n_way, n_way * k_shot, n_way * n_query]
-    limits = [len(header["classes"]), len(header["items"])] * 2
+    limits = [len(header["classes"]), len(header["items"]), len(header["items"])]
     if (
         not isinstance(episode, list)
         or [len(part) if isinstance(part, list) else -1 for part in episode] != sizes
         or not all(
             isinstance(i, int) and 0 <= i < limit
-            for part, limit in zip(episode, limits, strict=False)
+            for part, limit in zip(episode, limits, strict=True)
             for i in part
         )
     ):

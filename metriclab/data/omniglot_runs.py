@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from metriclab.data.episode_io import safe_join
+from metriclab.data.episode_io import check_item_id, safe_join
 from metriclab.data.episodes import EpisodeSet
 from metriclab.data.images import LabeledImages
 
@@ -42,6 +42,7 @@ def _read_run(root: Path, run: str) -> dict[str, list[str]]:
             raise ValueError(f"{where} must be '<test image> <training image>', got {line!r}")
         test, train = fields
         for item_id, folder in ((test, "test"), (train, "training")):
+            check_item_id(item_id, where)
             if not item_id.startswith(f"{run}/{folder}/"):
                 raise ValueError(f"{where}: {item_id!r} is not in {run}/{folder}/")
             if not safe_join(root, item_id).is_file():

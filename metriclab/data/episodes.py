@@ -13,6 +13,11 @@ from metriclab.data.episode_io import fingerprint, read_episodes, write_episodes
 from metriclab.data.images import LabeledImages
 from metriclab.data.samplers import sample_episodes
 
+#: Meta keys that :meth:`EpisodeSet.summary` shows on other lines or leaves to the file.
+_SHOWN_ELSEWHERE = (
+    "data", "command", "config_data", "sampler", "n_way", "k_shot", "n_query", "episodes",
+)  # fmt: skip
+
 
 @dataclass(frozen=True, eq=False)
 class EpisodeSet:
@@ -174,7 +179,7 @@ class EpisodeSet:
         """A few lines on what the set holds and how it was made."""
         used, counts = np.unique(self.classes, return_counts=True)
         shown = ", ".join(used[:10].tolist()) + (", …" if len(used) > 10 else "")
-        made = {k: v for k, v in self.meta.items() if k not in ("data", "command")}
+        made = {k: v for k, v in self.meta.items() if k not in _SHOWN_ELSEWHERE}
         lines = [
             f"{title}: {self.n_episodes} episodes, {self.n_way}-way {self.k_shot}-shot, "
             f"{self.n_query} queries per class",

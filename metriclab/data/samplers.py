@@ -68,7 +68,7 @@ class ClassDraw:
         present = np.flatnonzero(table.counts > 0)
         if n_way > len(present):
             raise ValueError(
-                f"{names[0]}={n_way} exceeds the {len(present)} classes of the labels; "
+                f"{names[0]}={n_way} exceeds the {len(present)} classes; "
                 f"choose {names[0]} between 1 and {len(present)}"
             )
         pools = Pools.build(present, len(table.counts), groups, group_names)

@@ -212,3 +212,15 @@ def test_summary(tiny: LabeledImages) -> None:
     assert "data: tiny" in text and "seed=0" in text and episodes.fingerprint in text
     counts = dict(zip(*np.unique(episodes.classes, return_counts=True), strict=True))
     assert f"each in {min(counts.values())}–{max(counts.values())} episodes" in text
+
+
+@pytest.mark.parametrize("k_shot", [1, 5])
+def test_published_digit_sets_are_reproduced(digit_data: LabeledImages, k_shot: int) -> None:
+    # Guards "same seed, same episodes everywhere": the files were made on another machine.
+    path = Path(__file__).parents[2] / "episodes" / f"digits-5way-{k_shot}shot.jsonl"
+    _train, test = digit_data.split_classes(0.5, seed=0)
+    published = EpisodeSet.load(path, data=test)
+    again = EpisodeSet.sample(test, 5, k_shot, 15, episodes=1000, seed=0)
+    np.testing.assert_array_equal(published.support, again.support)
+    np.testing.assert_array_equal(published.query, again.query)
+    np.testing.assert_array_equal(published.classes, again.classes)

@@ -56,6 +56,31 @@ def safe_join(root: Path, item_id: str) -> Path:
     return path
 
 
+def encode_episodes(
+    classes: np.ndarray, support: np.ndarray, query: np.ndarray
+) -> tuple[list[str], list[str], list[str]]:
+    """The class vocabulary, item vocabulary (both sorted) and episode lines of a set."""
+    n_episodes, n_way, k_shot = support.shape
+    class_vocab, class_index = np.unique(classes, return_inverse=True)
+    items = np.concatenate([support.reshape(n_episodes, -1), query.reshape(n_episodes, -1)], 1)
+    item_vocab, item_index = np.unique(items, return_inverse=True)
+    split = n_way * k_shot
+    lines = [
+        json.dumps([c, i[:split], i[split:]], separators=(",", ":"))
+        for c, i in zip(
+            class_index.reshape(classes.shape).tolist(),
+            item_index.reshape(items.shape).tolist(),
+            strict=True,
+        )
+    ]
+    return class_vocab.tolist(), item_vocab.tolist(), lines
+
+
+def lines_sha256(lines: Sequence[str]) -> str:
+    """The ``episodes_sha256`` of episode lines: sha256 of them joined by newlines."""
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
 def write_episodes(
     path: str | Path,
     classes: np.ndarray,
@@ -67,32 +92,21 @@ def write_episodes(
 
     Returns the item fingerprint.
     """
-    n_episodes, n_way, k_shot = support.shape
-    class_vocab, class_index = np.unique(classes, return_inverse=True)
-    items = np.concatenate([support.reshape(n_episodes, -1), query.reshape(n_episodes, -1)], 1)
-    item_vocab, item_index = np.unique(items, return_inverse=True)
-    item_ids = item_vocab.tolist()
+    class_vocab, item_ids, lines = encode_episodes(classes, support, query)
     for item_id in item_ids:
         check_item_id(item_id, str(path))
-    class_index = class_index.reshape(classes.shape).tolist()
-    item_index = item_index.reshape(items.shape).tolist()
-    split = n_way * k_shot
-    lines = [
-        json.dumps([c, i[:split], i[split:]], separators=(",", ":"))
-        for c, i in zip(class_index, item_index, strict=True)
-    ]
     header = {
         "format": FORMAT,
         "version": VERSION,
-        "episodes": n_episodes,
-        "n_way": n_way,
-        "k_shot": k_shot,
+        "episodes": support.shape[0],
+        "n_way": support.shape[1],
+        "k_shot": support.shape[2],
         "n_query": query.shape[2],
         "meta": meta,
-        "classes": class_vocab.tolist(),
+        "classes": class_vocab,
         "items": item_ids,
         "fingerprint": fingerprint(item_ids),
-        "episodes_sha256": hashlib.sha256("\n".join(lines).encode()).hexdigest(),
+        "episodes_sha256": lines_sha256(lines),
     }
     try:
         header_line = json.dumps(header, separators=(",", ":"), ensure_ascii=False)
@@ -204,7 +218,7 @@ def read_episodes(
         )
     body = lines[1:]
     rows = [_episode(path, n, line, header) for n, line in enumerate(body, start=2)]
-    if hashlib.sha256("\n".join(body).encode()).hexdigest() != header["episodes_sha256"]:
+    if lines_sha256(body) != header["episodes_sha256"]:
         raise ValueError(
             f"{path}: the episode lines do not match the header's checksum; the file was "
             "edited or damaged, remake or re-download it"

@@ -9,7 +9,13 @@ from typing import Any
 
 import numpy as np
 
-from metriclab.data.episode_io import fingerprint, read_episodes, write_episodes
+from metriclab.data.episode_io import (
+    encode_episodes,
+    fingerprint,
+    lines_sha256,
+    read_episodes,
+    write_episodes,
+)
 from metriclab.data.images import LabeledImages
 from metriclab.data.samplers import sample_episodes
 
@@ -74,6 +80,11 @@ class EpisodeSet:
     def fingerprint(self) -> str:
         """``sha256:`` of :attr:`item_ids`, as in the file header."""
         return fingerprint(self.item_ids)
+
+    @property
+    def episodes_sha256(self) -> str:
+        """sha256 of the episode lines as :meth:`save` writes them (the header's ``episodes_sha256``)."""
+        return lines_sha256(encode_episodes(self.classes, self.support, self.query)[2])
 
     @classmethod
     def sample(
@@ -187,6 +198,7 @@ class EpisodeSet:
             f"  made with: {', '.join(f'{k}={v}' for k, v in made.items()) or 'unknown'}",
             f"  classes: {len(used)} ({shown}); each in {counts.min()}–{counts.max()} episodes",
             f"  items: {len(self.item_ids)} distinct; fingerprint {self.fingerprint}",
+            f"  episodes_sha256: {self.episodes_sha256}",
         ]
         if "command" in self.meta:
             lines.append(f"  command: {self.meta['command']}")

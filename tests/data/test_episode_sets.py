@@ -61,6 +61,8 @@ def test_round_trip_and_the_file_read_by_hand(tmp_path: Path, tiny: LabeledImage
     digest = hashlib.sha256(json.dumps(items, separators=(",", ":")).encode()).hexdigest()
     assert header["fingerprint"] == f"sha256:{digest}" == episodes.fingerprint
     assert len(lines) == 8
+    lines_digest = hashlib.sha256("\n".join(lines[1:]).encode()).hexdigest()
+    assert header["episodes_sha256"] == lines_digest == episodes.episodes_sha256
     for e, line in enumerate(lines[1:]):
         classes, support, query = json.loads(line)
         assert [header["classes"][c] for c in classes] == episodes.classes[e].tolist()
@@ -216,7 +218,7 @@ def test_summary(tiny: LabeledImages) -> None:
 
 @pytest.mark.parametrize("k_shot", [1, 5])
 def test_published_digit_sets_are_reproduced(digit_data: LabeledImages, k_shot: int) -> None:
-    # Guards "same seed, same episodes everywhere": the files were made on another machine.
+    # Guards "same seed, same episodes everywhere": the files are checked wherever the suite runs.
     path = Path(__file__).parents[2] / "episodes" / f"digits-5way-{k_shot}shot.jsonl"
     _train, test = digit_data.split_classes(0.5, seed=0)
     published = EpisodeSet.load(path, data=test)

@@ -360,3 +360,17 @@ def test_within_group_properties_over_random_layouts(
     for batch in sampler:
         grid = _check_episode(batch, labels, n_way, 1, 1)
         assert len(set(groups[grid[:, 0]])) == 1
+
+
+def test_class_table_draw_is_uniform_and_never_pads() -> None:
+    # Class 1 has 5 items among padded rows; its ordered pairs are uniform over 5 · 4 = 20.
+    labels = np.array([0] * 9 + [1] * 5 + [2] * 2)
+    table = ClassTable.from_labels(labels)
+    draws = table.draw(np.random.default_rng(0), np.ones(20000, dtype=np.int64), 2)
+    assert (labels[draws] == 1).all() and (draws[:, 0] != draws[:, 1]).all()
+    codes = np.searchsorted(np.flatnonzero(labels == 1), draws)
+    counts = np.bincount(codes[:, 0] * 5 + codes[:, 1], minlength=25)
+    assert (counts.reshape(5, 5).diagonal() == 0).all()
+    assert chisquare(counts[counts > 0]).pvalue > 1e-4 and (counts > 0).sum() == 20
+    full = table.draw(np.random.default_rng(1), np.array([[0, 2], [2, 0]]), 2)
+    assert full.shape == (2, 2, 2) and (labels[full] == np.array([[0, 2], [2, 0]])[..., None]).all()

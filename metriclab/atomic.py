@@ -22,6 +22,7 @@ def atomic_write(path: str | Path, binary: bool = False) -> Iterator[IO]:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
     except OSError as failure:
         raise OSError(f"cannot write {path}: {failure.strerror or failure}") from None
     try:
@@ -34,6 +35,12 @@ def atomic_write(path: str | Path, binary: bool = False) -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("bundle", type=Path, metavar="BUNDLE")
     verify.add_argument("first", type=Path, metavar="IMAGE_A")
     verify.add_argument("second", type=Path, metavar="IMAGE_B")
+    _add_episodes(commands)
     return parser
 
 
@@ -57,6 +58,38 @@ def _say(message: str) -> None:
     """Print once: under torchrun only rank 0 speaks."""
     if os.environ.get("RANK", "0") == "0":
         print(message)
+
+
+def _add_episodes(commands: argparse._SubParsersAction) -> None:
+    episodes = commands.add_parser("episodes", help="make, show and import fixed episode sets")
+    actions = episodes.add_subparsers(dest="episodes_command", required=True)
+    make = actions.add_parser("make", help="draw a seeded episode set from a config's data")
+    make.add_argument(
+        "--config", help="a shipped config name or a YAML file (default: digits-siamese)"
+    )
+    make.add_argument("--split", choices=("test", "train"), default="test")
+    for flag, help_text in (
+        ("--n-way", "classes per episode (default: the config's eval.n_way)"),
+        ("--k-shot", "support items per class (default: eval.k_shot)"),
+        ("--n-query", "query items per class (default: eval.n_query)"),
+        ("--count", "number of episodes (default: eval.episodes)"),
+        ("--seed", "the generator's seed (default: eval.seed)"),
+    ):
+        make.add_argument(flag, type=int, help=help_text)
+    make.add_argument(
+        "--within-group", action="store_true", help="draw each episode from one group (alphabet)"
+    )
+    make.add_argument("-o", "--output", type=Path, required=True, help="episode file to write")
+    make.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.size=28"
+    )
+    show = actions.add_parser("show", help="summarise an episode file")
+    show.add_argument("file", type=Path, metavar="FILE")
+    runs = actions.add_parser(
+        "import-omniglot-runs", help="turn an Omniglot one-shot runs folder into an episode file"
+    )
+    runs.add_argument("runs_dir", type=Path, metavar="DIR", help="the folder holding runNN/")
+    runs.add_argument("-o", "--output", type=Path, required=True, help="episode file to write")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -82,6 +115,66 @@ def _eval(args: argparse.Namespace) -> None:
     report = training.evaluate_run(args.run_dir, args.json, progress=not args.no_progress)
     print(report.table())
     print(f"results: {args.json or args.run_dir / training.RESULTS}")
+
+
+def _episodes_make(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from metriclab import training
+    from metriclab.data import EpisodeSet
+
+    config = resolve_config(args.config, args.overrides)
+    train, test = training.build_data(config)
+    data = test if args.split == "test" else train
+    settings = {
+        "n_way": config.eval.n_way if args.n_way is None else args.n_way,
+        "k_shot": config.eval.k_shot if args.k_shot is None else args.k_shot,
+        "n_query": config.eval.n_query if args.n_query is None else args.n_query,
+        "episodes": config.eval.episodes if args.count is None else args.count,
+        "seed": config.eval.seed if args.seed is None else args.seed,
+    }
+    episodes = EpisodeSet.sample(data, **settings, within_group=args.within_group)
+    command = (
+        f"metriclab episodes make --config {args.config or config.name} --split {args.split} "
+        f"--n-way {settings['n_way']} --k-shot {settings['k_shot']} "
+        f"--n-query {settings['n_query']} --count {settings['episodes']} --seed {settings['seed']}"
+        f"{' --within-group' if args.within_group else ''} -o {args.output}"
+        + "".join(f" {o}" for o in args.overrides)
+    )
+    meta = {
+        **episodes.meta,
+        "data": f"{data.description}, {args.split} split of config {config.name} "
+        f"(classes {', '.join(data.class_names)})",
+        "split": args.split,
+        "config_data": dataclasses.asdict(config.data),
+        "command": command,
+    }
+    fingerprint = dataclasses.replace(episodes, meta=meta).save(args.output)
+    print(f"wrote {args.output}: {episodes.n_episodes} episodes; fingerprint {fingerprint}")
+
+
+def _episodes_show(args: argparse.Namespace) -> None:
+    from metriclab.data import EpisodeSet
+
+    print(EpisodeSet.load(args.file).summary(str(args.file)))
+
+
+def _episodes_import_runs(args: argparse.Namespace) -> None:
+    from metriclab.data import load_omniglot_runs
+
+    # The meta records the absolute root, so evaluation finds the images from any folder.
+    episodes, _images = load_omniglot_runs(args.runs_dir.resolve())
+    fingerprint = episodes.save(args.output)
+    print(f"wrote {args.output}: {episodes.n_episodes} runs; fingerprint {fingerprint}")
+
+
+def _episodes(args: argparse.Namespace) -> None:
+    handlers = {
+        "make": _episodes_make,
+        "show": _episodes_show,
+        "import-omniglot-runs": _episodes_import_runs,
+    }
+    handlers[args.episodes_command](args)
 
 
 def _configs(args: argparse.Namespace) -> None:
@@ -122,6 +215,7 @@ HANDLERS = {
     "configs": _configs,
     "export": _export,
     "verify": _verify,
+    "episodes": _episodes,
 }
 
 

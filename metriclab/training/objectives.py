@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from metriclab.config import Config, ConfigError
-from metriclab.data import ClassTable, LabeledImages, PairSampler, sample_episodes, to_float
+from metriclab.data import ClassTable, LabeledImages, PairSampler, to_float
+from metriclab.data.samplers import ClassDraw
 from metriclab.distances import Distance
 from metriclab.losses import ContrastiveLoss, TripletLoss
 from metriclab.losses.registry import build_loss, build_miner, loss_parameters
@@ -92,7 +93,14 @@ class SiameseObjective(Objective):
         distance: Distance,
     ) -> None:
         super().__init__(data, config, augment, world, distance)
-        self.pairs = PairSampler(data.labels, config.train.batch_size, batches=1, seed=self.seed)
+        self.pairs = PairSampler(
+            data.labels,
+            config.train.batch_size,
+            batches=1,
+            seed=self.seed,
+            groups=data.groups if config.train.within_group else None,
+            group_names=data.group_names,
+        )
         self.batch_size = config.train.batch_size
         self.criterion = build_criterion(config, distance)
         self.on_logits = config.train.loss == "verification"
@@ -131,20 +139,23 @@ class EpisodicObjective(Objective):
             config.train.k_shot,
             config.train.n_query,
         )
-        # Validate once, with the data's class names in any error.
-        sample_episodes(data.labels, self.n_way, self.k_shot, self.n_query, 1, seed=0)
+        # Built (and validated, naming short classes) once; each step then draws one episode,
+        # from a single group (alphabet) when train.within_group is set.
+        self.draw = ClassDraw.build(
+            data.labels,
+            self.n_way,
+            self.k_shot + self.n_query,
+            ("train.n_way", "train.k_shot + train.n_query"),
+            groups=data.groups if config.train.within_group else None,
+            class_names=data.class_names,
+            group_names=data.group_names,
+        )
 
     def loss(self, model: SiameseNet, step: int) -> tuple[torch.Tensor, int]:
         rng = step_rng(self.seed, step)
-        _, support, query = sample_episodes(
-            self.data.labels,
-            self.n_way,
-            self.k_shot,
-            self.n_query,
-            1,
-            seed=int(rng.integers(2**62)),
-        )
-        positions = np.concatenate([support[0].ravel(), query[0].ravel()])
+        _, items = self.draw.draw(rng, 1)  # (1, N, K + Q)
+        support, query = items[0, :, : self.k_shot], items[0, :, self.k_shot :]
+        positions = np.concatenate([support.ravel(), query.ravel()])
         embeddings = self.embed(model, positions, rng)
         n_support = self.n_way * self.k_shot
         prototypes = embeddings[:n_support].unflatten(0, (self.n_way, self.k_shot)).mean(1)
@@ -263,6 +274,11 @@ def build_objective(
         "episodic": EpisodicObjective,
         "classifier": ClassifierObjective,
     }
+    if config.train.within_group and data.groups is None:
+        raise ConfigError(
+            f"train.within_group needs data with groups such as Omniglot's alphabets; "
+            f"{data.description or config.data.name} has none"
+        )
     if config.train.objective not in kinds:
         raise ConfigError(
             f"unknown objective {config.train.objective!r}; choose one of {', '.join(kinds)}"

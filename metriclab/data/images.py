@@ -113,3 +113,92 @@ class LabeledImages:
             raise ValueError("a class split needs at least one class on each side")
         train = [c for c in range(self.num_classes) if c not in set(test)]
         return self.select_classes(train), self.select_classes(test)
+
+    def split_groups(
+        self,
+        test_groups: Sequence[str] | None = None,
+        test_fraction: float | None = None,
+        seed: int = 0,
+    ) -> tuple[LabeledImages, LabeledImages]:
+        """Split into (train, test) by whole groups (e.g. Omniglot alphabets), no group in both.
+
+        Either ``test_groups`` names the held-out groups, or ``test_fraction`` of the groups present
+        (rounded, at least one on each side) is drawn at random with ``seed``.
+        """
+        test = self._pick_groups(test_groups, test_fraction, seed, argument="test_groups")
+        in_test = torch.isin(self.groups, torch.as_tensor(test, dtype=torch.int64))
+        test_classes = torch.nonzero(in_test).flatten().tolist()
+        train_classes = torch.nonzero(~in_test).flatten().tolist()
+        if not train_classes or not test_classes:
+            raise ValueError("a group split needs at least one class on each side")
+        return self.select_classes(train_classes), self.select_classes(test_classes)
+
+    def split_validation(
+        self,
+        fraction: float | None = None,
+        classes: Sequence[str] | None = None,
+        groups: Sequence[str] | None = None,
+        seed: int = 0,
+    ) -> tuple[LabeledImages, LabeledImages]:
+        """Carve (train, validation) out of a training set: validation classes leave training.
+
+        Give exactly one of ``fraction`` (of the classes, drawn with ``seed``), ``classes`` (names)
+        or ``groups`` (group names, e.g. alphabets). Call it on the training half of a split so
+        that test classes stay unseen.
+        """
+        given = [
+            name
+            for name, value in (("fraction", fraction), ("classes", classes), ("groups", groups))
+            if value is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                f"split_validation takes exactly one of fraction, classes or groups, got "
+                f"{', '.join(given) or 'none'}"
+            )
+        if groups is not None:
+            return self.split_groups(test_groups=groups)
+        if classes is not None:
+            return self.split_classes(test_classes=classes)
+        return self.split_classes(test_fraction=fraction, seed=seed)
+
+    def _pick_groups(
+        self, names: Sequence[str] | None, fraction: float | None, seed: int, argument: str
+    ) -> list[int]:
+        if self.groups is None:
+            raise ValueError(
+                f"{self.description or 'this data set'} has no groups; use split_classes instead"
+            )
+        present = sorted(set(self.groups.tolist()))
+        if (names is None) == (fraction is None):
+            raise ValueError(f"give exactly one of {argument} or test_fraction")
+        if names is not None:
+            valid = [self.group_names[g] for g in present]
+            unknown = [name for name in names if name not in valid]
+            if unknown:
+                raise ValueError(
+                    f"{argument} names {unknown[0]!r}, which is not a group of this data; "
+                    f"valid groups: {', '.join(valid)}"
+                )
+            return sorted(self.group_names.index(name) for name in names)
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"test_fraction must lie in (0, 1), got {fraction}")
+        n_test = min(max(round(len(present) * fraction), 1), len(present) - 1)
+        rng = np.random.default_rng(seed)
+        return sorted(present[i] for i in rng.permutation(len(present))[:n_test].tolist())
+
+
+def require_min_per_class(data: LabeledImages, n: int, purpose: str) -> None:
+    """Raise ``ValueError`` naming the first class of ``data`` with fewer than ``n`` items.
+
+    ``purpose`` says who needs them, e.g. ``"the siamese objective (same-class pairs)"``.
+    """
+    counts = torch.bincount(data.labels, minlength=data.num_classes)
+    short = torch.nonzero(counts < n).flatten()
+    if len(short):
+        first = int(short[0])
+        raise ValueError(
+            f"class {data.class_names[first]!r} has {int(counts[first])} image(s) but {purpose} "
+            f"needs at least {n} per class ({len(short)} class(es) fall short); add images or "
+            f"remove those classes"
+        )

@@ -1,0 +1,124 @@
+"""A decoded-image cache file, so that the second load of a data set takes milliseconds.
+
+Where it lives (``cache=True``): next to the data — inside the data folder, or beside the zip or
+CSV file — as ``.metriclab-cache-<digest>.npz``; when that folder cannot be written (read-only),
+in the user cache directory (``$METRICLAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/metriclab``, else
+``~/.cache/metriclab``). ``cache=<folder>`` puts it in that folder; ``cache=False`` turns it off.
+
+The file name depends on the request (the sources, the loader and its selection, size, channels,
+inversion); the file holds a content key over every image's id and stamp (size + mtime for files,
+CRC + size for zip members), so touching, editing, adding or removing an image re-decodes. The
+format is a plain ``.npz`` read with ``allow_pickle=False``, written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from metriclab.atomic import atomic_write
+from metriclab.data.decode import ImageEntry, decode_entries
+
+_FORMAT = 1
+
+
+def _digest(payload: object, length: int = 16) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def user_cache_dir() -> Path:
+    """The shared cache folder used when the data folder cannot be written."""
+    if os.environ.get("METRICLAB_CACHE_DIR"):
+        return Path(os.environ["METRICLAB_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "metriclab"
+
+
+def content_key(entries: Sequence[ImageEntry], settings: dict[str, object]) -> str:
+    """A digest of every image's id and stamp plus the decoding settings."""
+    hasher = hashlib.sha256(json.dumps([_FORMAT, settings], sort_keys=True).encode("utf-8"))
+    for entry in entries:
+        hasher.update(f"{entry.item_id}\0{entry.stamp}\n".encode())
+    return hasher.hexdigest()
+
+
+def cache_files(
+    sources: Sequence[Path], request: dict[str, object], cache: bool | str | Path
+) -> list[Path]:
+    """Candidate cache files, in the order they are read and tried for writing."""
+    if cache is False:
+        return []
+    absolute = [str(Path(s).resolve()) for s in sources]
+    shared_name = f"{_digest([_FORMAT, absolute, request])}.npz"
+    if cache is not True:
+        return [Path(cache) / shared_name]
+    anchor = Path(absolute[0])
+    folder = anchor if anchor.is_dir() else anchor.parent
+    # Relative names keep the cache valid when the whole data folder is moved.
+    relative = [os.path.relpath(s, folder) for s in absolute]
+    beside = folder / f".metriclab-cache-{_digest([_FORMAT, relative, request])}.npz"
+    return [beside, user_cache_dir() / shared_name]
+
+
+def read_cache(path: Path, key: str, count: int) -> torch.Tensor | None:
+    """The images stored at ``path`` if its key is ``key`` and it holds ``count`` images."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            if str(stored["key"][()]) != key:
+                return None
+            images = stored["images"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None  # a damaged cache is only a cache: decode again and overwrite it
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] != count:
+        return None
+    return torch.from_numpy(images)
+
+
+def write_cache(path: Path, key: str, images: torch.Tensor) -> bool:
+    """Store ``images`` under ``key`` atomically; False if the folder cannot be written."""
+    try:
+        with atomic_write(path, binary=True) as handle:
+            np.savez(handle, images=images.numpy(), key=np.array(key))
+    except OSError:
+        return False
+    return True
+
+
+def cached_decode(
+    entries: list[ImageEntry],
+    sources: Sequence[Path],
+    request: dict[str, object],
+    size: int | None,
+    channels: int,
+    invert: bool,
+    cache: bool | str | Path = True,
+    progress: bool = True,
+    workers: int | None = None,
+) -> torch.Tensor:
+    """:func:`decode_entries` behind the cache: uint8 ``(N, C, H, W)`` in the order of ``entries``."""
+    settings = {"size": size, "channels": channels, "invert": invert}
+    key = content_key(entries, settings)
+    candidates = cache_files(sources, {**request, **settings}, cache)
+    for path in candidates:
+        images = read_cache(path, key, len(entries))
+        if images is not None:
+            return images
+    images = decode_entries(entries, size, channels, invert, progress, workers)
+    if candidates and not any(write_cache(path, key, images) for path in candidates):
+        warnings.warn(
+            f"could not write an image cache to {' or '.join(map(str, candidates))}; the next "
+            f"load decodes again (pass cache=<writable folder> or cache=False)",
+            stacklevel=3,
+        )
+    return images

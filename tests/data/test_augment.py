@@ -1,0 +1,192 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from torchvision.transforms import InterpolationMode
+
+from metriclab.data import KochAffine, LabeledImages, affine_matrices, rotations_as_classes, warp
+
+
+def grouped(
+    num_classes: int = 3, per_class: int = 4, height: int = 6, width: int = 6
+) -> LabeledImages:
+    generator = torch.Generator().manual_seed(0)
+    n = num_classes * per_class
+    return LabeledImages(
+        images=torch.randint(0, 256, (n, 1, height, width), dtype=torch.uint8, generator=generator),
+        labels=torch.arange(num_classes).repeat_interleave(per_class),
+        class_names=tuple(f"A{c % 2}/character{c:02d}" for c in range(num_classes)),
+        item_ids=tuple(f"item{i}.png" for i in range(n)),
+        groups=torch.arange(num_classes) % 2,
+        group_names=("A0", "A1"),
+        description="grouped",
+    )
+
+
+PIL_TURNS = {
+    90: Image.Transpose.ROTATE_90,
+    180: Image.Transpose.ROTATE_180,
+    270: Image.Transpose.ROTATE_270,
+}
+
+
+def test_every_rotated_class_holds_its_sources_turned_by_its_own_angle() -> None:
+    """learn2learn's late binding gave every class the last angle; here each class keeps its own."""
+    data = grouped()
+    angles = (90, 180, 270)
+    rotated = rotations_as_classes(data, angles)
+    assert rotated.num_classes == 4 * data.num_classes
+    assert len(rotated) == 4 * len(data)
+    source_of = {item: i for i, item in enumerate(data.item_ids)}
+    for position, item in enumerate(rotated.item_ids):
+        name = rotated.class_names[int(rotated.labels[position])]
+        source_id, _, suffix = item.partition("@rot")
+        source = source_of[source_id]
+        assert name.partition("@rot")[0] == data.class_names[int(data.labels[source])]
+        assert name.partition("@rot")[2] == suffix
+        picture = Image.fromarray(data.images[source, 0].numpy())
+        if suffix:  # PIL's ROTATE_n turns counter-clockwise, the documented direction.
+            picture = picture.transpose(PIL_TURNS[int(suffix)])
+        assert np.array_equal(rotated.images[position, 0].numpy(), np.asarray(picture)), item
+        label = int(rotated.labels[position])
+        assert rotated.groups[label] == data.groups[int(data.labels[source])]
+
+
+def test_rotation_classes_are_numbered_by_angle_block() -> None:
+    data = grouped()
+    rotated = rotations_as_classes(data, (180,))
+    assert rotated.class_names[data.num_classes + 1] == f"{data.class_names[1]}@rot180"
+    assert rotated.item_ids[len(data) + 2] == f"{data.item_ids[2]}@rot180"
+    assert torch.equal(rotated.labels[len(data) :], data.labels + data.num_classes)
+
+
+def test_rotation_angles_are_checked() -> None:
+    with pytest.raises(ValueError, match="angles must be distinct values among"):
+        rotations_as_classes(grouped(), (45,))
+    with pytest.raises(ValueError, match="angles must be distinct"):
+        rotations_as_classes(grouped(), (90, 90))
+    with pytest.raises(ValueError, match="needs square images, got 6×4"):
+        rotations_as_classes(grouped(width=4), (90,))
+    assert len(rotations_as_classes(grouped(width=4), (180,))) == 24
+
+
+def reference_matrix(params: np.ndarray) -> np.ndarray:
+    """Koch's T = (θ, ρx, ρy, sx, sy, tx, ty) written out by hand, rotation counter-clockwise."""
+    angle, rho_x, rho_y, s_x, s_y, t_x, t_y = params
+    a = math.radians(angle)
+    rotation = np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])
+    linear = rotation @ np.array([[1.0, rho_x], [rho_y, 1.0]]) @ np.diag([s_x, s_y])
+    return np.hstack([linear, [[t_x], [t_y]]])
+
+
+def reference_warp(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Inverse mapping with hand-written bilinear interpolation, one output pixel at a time."""
+    _, height, width = image.shape
+    inverse = np.linalg.inv(matrix[:, :2])
+    out = np.zeros_like(image)
+    for i in range(height):
+        for j in range(width):
+            centred = np.array([j + 0.5 - width / 2, i + 0.5 - height / 2]) - matrix[:, 2]
+            x, y = inverse @ centred + np.array([width / 2 - 0.5, height / 2 - 0.5])
+            x0, y0 = math.floor(x), math.floor(y)
+            for yy, xx in ((y0, x0), (y0, x0 + 1), (y0 + 1, x0), (y0 + 1, x0 + 1)):
+                weight = (1 - abs(x - xx)) * (1 - abs(y - yy))
+                if 0 <= yy < height and 0 <= xx < width:
+                    out[:, i, j] += weight * image[:, yy, xx]
+    return out
+
+
+def test_matrices_follow_the_written_formula() -> None:
+    params = KochAffine(p=1.0).sample(16, torch.Generator().manual_seed(3))
+    ours = affine_matrices(params).numpy()
+    for row, matrix in zip(params.numpy(), ours, strict=True):
+        np.testing.assert_allclose(matrix, reference_matrix(row), atol=1e-12)
+
+
+def test_warp_matches_a_naive_loop() -> None:
+    generator = torch.Generator().manual_seed(1)
+    images = torch.rand((6, 2, 9, 7), generator=generator, dtype=torch.float64)
+    params = KochAffine(rotation=30, shear=0.3, translate=2.5, p=1.0).sample(6, generator)
+    warped = warp(images, affine_matrices(params))
+    for index in range(6):
+        expected = reference_warp(images[index].numpy(), reference_matrix(params[index].numpy()))
+        np.testing.assert_allclose(warped[index].numpy(), expected, atol=1e-9)
+
+
+def test_warp_matches_torchvision_for_rotation_scale_translation() -> None:
+    """torchvision's affine takes the angle clockwise (its docs), ours counter-clockwise."""
+    images = torch.rand((1, 1, 11, 13), generator=torch.Generator().manual_seed(2))
+    for angle, scale, tx, ty in ((7.0, 1.0, 0.0, 0.0), (-9.0, 1.13, 1.5, -0.5), (0, 0.8, 2, 2)):
+        params = torch.tensor([[angle, 0, 0, scale, scale, tx, ty]], dtype=torch.float64)
+        ours = warp(images, affine_matrices(params))
+        theirs = TF.affine(
+            images, -angle, [tx, ty], scale, [0.0, 0.0], interpolation=InterpolationMode.BILINEAR
+        )
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
+def test_quarter_turn_equals_rot90() -> None:
+    images = torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8)
+    params = torch.tensor([[90.0, 0, 0, 1, 1, 0, 0]], dtype=torch.float64).repeat(3, 1)
+    assert torch.equal(warp(images, affine_matrices(params)), torch.rot90(images, 1, (2, 3)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(-3, 3), st.integers(-3, 3), st.integers(0, 2**31 - 1))
+def test_integer_translation_is_an_exact_shift(tx: int, ty: int, seed: int) -> None:
+    image = torch.randint(
+        0, 256, (1, 1, 7, 9), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
+    params = torch.tensor([[0.0, 0, 0, 1, 1, tx, ty]], dtype=torch.float64)
+    shifted = torch.zeros_like(image)
+    shifted[..., max(ty, 0) : 7 + min(ty, 0), max(tx, 0) : 9 + min(tx, 0)] = image[
+        ..., max(-ty, 0) : 7 - max(ty, 0), max(-tx, 0) : 9 - max(tx, 0)
+    ]
+    assert torch.equal(warp(image, affine_matrices(params)), shifted)
+
+
+def test_no_component_included_is_the_identity() -> None:
+    images = torch.randint(0, 256, (5, 1, 12, 12), dtype=torch.uint8)
+    assert torch.equal(KochAffine(p=0.0)(images, torch.Generator().manual_seed(0)), images)
+
+
+def test_sampled_parameters_follow_koch() -> None:
+    params = KochAffine().sample(20000, torch.Generator().manual_seed(0))
+    identity = torch.tensor([0.0, 0, 0, 1, 1, 0, 0], dtype=torch.float64)
+    included = (params != identity).double().mean(0)
+    # Each of the seven components independently with probability 0.5: 4.5 standard errors.
+    assert torch.all((included - 0.5).abs() < 4.5 * math.sqrt(0.25 / 20000))
+    bounds = [(-10, 10), (-0.3, 0.3), (-0.3, 0.3), (0.8, 1.2), (0.8, 1.2), (-2, 2), (-2, 2)]
+    for column, (low, high) in enumerate(bounds):
+        assert low <= float(params[:, column].min()) and float(params[:, column].max()) <= high
+    assert float(params[:, 0].abs().max()) > 9.9  # uniform over the whole range
+
+
+def test_seeded_per_sample_and_dtype_preserving() -> None:
+    augment = KochAffine()
+    images = torch.randint(0, 256, (1, 1, 16, 16), dtype=torch.uint8).repeat(8, 1, 1, 1)
+    first = augment(images, torch.Generator().manual_seed(5))
+    again = augment(images, torch.Generator().manual_seed(5))
+    other = augment(images, torch.Generator().manual_seed(6))
+    assert first.dtype == torch.uint8 and torch.equal(first, again)
+    assert not torch.equal(first, other)
+    assert len({tuple(row.flatten().tolist()) for row in first}) > 1  # per sample, not per batch
+    floats = augment(images.float() / 255, torch.Generator().manual_seed(5))
+    assert floats.dtype == torch.float32
+    assert (floats * 255 - first.float()).abs().max() <= 0.5 + 1e-3
+
+
+def test_bad_augmentation_settings() -> None:
+    with pytest.raises(ValueError, match="p must lie in"):
+        KochAffine(p=1.5)
+    with pytest.raises(ValueError, match="scale must be"):
+        KochAffine(scale=(1.2, 0.8))
+    with pytest.raises(ValueError, match="rotation must be"):
+        KochAffine(rotation=-1)
+    with pytest.raises(ValueError, match=r"expected images \(B, C, H, W\)"):
+        KochAffine()(torch.zeros(3, 8, 8), torch.Generator())

@@ -1,0 +1,162 @@
+import importlib
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from metriclab.data import image_folder, omniglot
+from tests.data.synthetic import expected, png_bytes, strokes, write_tree, write_zip
+
+cache_module = importlib.import_module("metriclab.data.cache")
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[int]:
+    """Counts the images each load decodes (0 when it came from the cache)."""
+    monkeypatch.setenv("METRICLAB_CACHE_DIR", str(tmp_path / "user-cache"))
+    counts: list[int] = []
+    real = cache_module.decode_entries
+
+    def counting(entries, *args):
+        counts.append(len(entries))
+        return real(entries, *args)
+
+    monkeypatch.setattr(cache_module, "decode_entries", counting)
+    return counts
+
+
+def load(path, **options):
+    return omniglot(path, **{"size": None, "progress": False, **options})
+
+
+def cache_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob(".metriclab-cache-*.npz"))
+
+
+def test_second_load_comes_from_the_cache_beside_the_data(
+    tmp_path: Path, decodes: list[int]
+) -> None:
+    write_tree(tmp_path / "tree")
+    first = load(tmp_path / "tree")
+    second = load(tmp_path / "tree")
+    assert decodes == [len(first)]
+    assert torch.equal(first.images, second.images) and first.item_ids == second.item_ids
+    [stored] = cache_files(tmp_path / "tree")
+    with np.load(stored, allow_pickle=False) as archive:  # a plain, pickle-free npz
+        assert set(archive.files) == {"images", "key"}
+    assert not list((tmp_path / "tree").glob("*.tmp")) and not (tmp_path / "user-cache").exists()
+
+
+def test_touching_a_file_re_decodes(tmp_path: Path, decodes: list[int]) -> None:
+    ids = write_tree(tmp_path)
+    load(tmp_path)
+    target = tmp_path / ids[5]
+    stat = target.stat()
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    load(tmp_path)
+    assert decodes == [len(ids), len(ids)]
+
+
+def test_editing_adding_and_removing_files_reload_the_new_pixels(
+    tmp_path: Path, decodes: list[int]
+) -> None:
+    ids = write_tree(tmp_path)
+    load(tmp_path)
+    replacement = ~strokes(ids[0])
+    (tmp_path / ids[0]).write_bytes(png_bytes(replacement))
+    edited = load(tmp_path)
+    assert np.array_equal(
+        edited.images[edited.item_ids.index(ids[0]), 0].numpy(), replacement * 255
+    )
+    (tmp_path / ids[1]).unlink()
+    assert len(load(tmp_path)) == len(ids) - 1
+    extra = "Beta/character09/0299_01.png"
+    (tmp_path / extra).parent.mkdir()
+    (tmp_path / extra).write_bytes(png_bytes(strokes(extra)))
+    grown = load(tmp_path)
+    assert np.array_equal(grown.images[grown.item_ids.index(extra)].numpy(), expected(extra))
+    assert len(decodes) == 4
+
+
+def test_a_changed_zip_member_re_decodes(tmp_path: Path, decodes: list[int]) -> None:
+    archive = tmp_path / "set.zip"
+    ids = write_zip(archive, "set")
+    load(archive)
+    load(archive)
+    with zipfile.ZipFile(archive, "w") as out:  # same names, one member with new content
+        for item in ids:
+            mask = ~strokes(item) if item == ids[3] else strokes(item)
+            out.writestr(f"set/{item}", png_bytes(mask))
+    reloaded = load(archive)
+    assert decodes == [len(ids), len(ids)]
+    assert np.array_equal(
+        reloaded.images[reloaded.item_ids.index(ids[3]), 0].numpy(), ~strokes(ids[3]) * 255
+    )
+
+
+def test_other_settings_and_selections_get_their_own_cache(
+    tmp_path: Path, decodes: list[int]
+) -> None:
+    ids = write_tree(tmp_path)
+    load(tmp_path)
+    load(tmp_path, size=10)
+    load(tmp_path, alphabets=["Beta"])
+    load(tmp_path)
+    load(tmp_path, size=10)
+    assert len(decodes) == 3 and decodes[0] == decodes[1] == len(ids)
+    assert len(cache_files(tmp_path)) == 3
+
+
+def test_a_damaged_cache_is_decoded_again_and_replaced(tmp_path: Path, decodes: list[int]) -> None:
+    write_tree(tmp_path)
+    first = load(tmp_path)
+    [stored] = cache_files(tmp_path)
+    stored.write_bytes(b"garbage")
+    again = load(tmp_path)
+    assert torch.equal(first.images, again.images) and len(decodes) == 2
+    load(tmp_path)
+    assert len(decodes) == 2
+
+
+def test_cache_folder_and_off_switch(tmp_path: Path, decodes: list[int]) -> None:
+    write_tree(tmp_path / "data")
+    load(tmp_path / "data", cache=False)
+    load(tmp_path / "data", cache=False)
+    assert len(decodes) == 2 and not cache_files(tmp_path / "data")
+    load(tmp_path / "data", cache=tmp_path / "elsewhere")
+    load(tmp_path / "data", cache=tmp_path / "elsewhere")
+    assert len(decodes) == 3 and len(list((tmp_path / "elsewhere").glob("*.npz"))) == 1
+
+
+def test_unwritable_data_folder_falls_back_to_the_user_cache(
+    tmp_path: Path, decodes: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_tree(tmp_path / "data")
+    real = cache_module.write_cache
+
+    def read_only_beside_data(path: Path, key: str, images: torch.Tensor) -> bool:
+        return False if path.parent == tmp_path / "data" else real(path, key, images)
+
+    monkeypatch.setattr(cache_module, "write_cache", read_only_beside_data)
+    load(tmp_path / "data")
+    load(tmp_path / "data")
+    assert len(decodes) == 1
+    assert len(list((tmp_path / "user-cache").glob("*.npz"))) == 1
+
+
+def test_moving_the_data_folder_keeps_its_cache(tmp_path: Path, decodes: list[int]) -> None:
+    write_tree(tmp_path / "old")
+    load(tmp_path / "old")
+    (tmp_path / "old").rename(tmp_path / "new")
+    load(tmp_path / "new")
+    assert len(decodes) == 1
+
+
+def test_image_folder_uses_the_cache_too(tmp_path: Path, decodes: list[int]) -> None:
+    write_tree(tmp_path)  # any class-per-folder tree: here the alphabets are the classes
+    first = image_folder(tmp_path, channels=1, progress=False)
+    second = image_folder(tmp_path, channels=1, progress=False)
+    assert len(decodes) == 1 and torch.equal(first.images, second.images)

@@ -48,12 +48,18 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The embedding network and the distance between embeddings."""
+    """The embedding network and the distance between embeddings.
+
+    ``width`` scales the built-in backbones' channel counts; ``sigmoid`` ends the embedding with
+    a sigmoid, as Koch et al.'s 4096-unit layer does.
+    """
 
     backbone: str = "conv4"
+    width: float = 1.0
     dim: int = 64
     distance: str = "weighted_l1"
     normalize: bool = False
+    sigmoid: bool = False
 
 
 @dataclass
@@ -167,6 +173,8 @@ class Config:
             )
         if not 0.0 <= self.data.val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must lie in [0, 1), got {self.data.val_fraction}")
+        if self.model.width <= 0:
+            raise ConfigError(f"model.width must be positive, got {self.model.width}")
         if self.train.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {self.train.lr}")
         if self.train.clip_grad is not None and self.train.clip_grad <= 0:

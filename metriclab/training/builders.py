@@ -5,27 +5,30 @@ from __future__ import annotations
 import torch
 
 from metriclab.config import Config, ConfigError
-from metriclab.data import LabeledImages, digits
+from metriclab.data import LabeledImages
+from metriclab.data.augment import KochAffine, rotations_as_classes
+from metriclab.data.registry import load_dataset
 from metriclab.distances import build_distance
 from metriclab.models import EmbeddingNet, SiameseNet, backbone
 
-DATA_SETS = ("digits",)
 
-
-def load_data(config: Config) -> LabeledImages:
-    """The whole data set a config names, before any split."""
-    if config.data.name not in DATA_SETS:
-        raise ConfigError(
-            f"unknown data set {config.data.name!r}; choose one of {', '.join(DATA_SETS)}"
-        )
-    return digits(size=config.data.size)
+def load_data(config: Config, progress: bool = False) -> LabeledImages:
+    """The whole data set a config names, before any split (decoded once, cached on disk)."""
+    return load_dataset(
+        config.data.name,
+        config.data.path,
+        config.data.size,
+        config.data.channels,
+        config.data.alphabets,
+        progress=progress,
+    )
 
 
 def build_data(config: Config) -> tuple[LabeledImages, LabeledImages]:
     """The (train, test) class-disjoint split a config describes; validation stays in train."""
     data = load_data(config)
     if config.data.test_groups:
-        train, test = data.split_groups(config.data.test_groups)  # type: ignore[attr-defined]
+        train, test = data.split_groups(config.data.test_groups)
     else:
         train, test = data.split_classes(
             config.data.test_fraction,
@@ -47,8 +50,10 @@ def split_validation(
     if config.data.val_fraction == 0.0 and not config.data.val_groups:
         return train, None
     if config.data.val_groups:
-        return train.split_groups(config.data.val_groups)  # type: ignore[attr-defined]
-    fit, val = train.split_classes(config.data.val_fraction, seed=config.data.split_seed + 1)
+        return train.split_validation(groups=config.data.val_groups)
+    fit, val = train.split_validation(
+        fraction=config.data.val_fraction, seed=config.data.split_seed + 1
+    )
     if val.num_classes < 2:
         raise ConfigError(
             f"data.val_fraction={config.data.val_fraction} leaves {val.num_classes} validation "
@@ -57,14 +62,29 @@ def split_validation(
     return fit, val
 
 
+def training_classes(train: LabeledImages, config: Config) -> LabeledImages:
+    """The classes the objective trains on: ``train`` plus its rotations (``data.rotations``).
+
+    Rotations multiply the training classes only, after every split, so no rotated copy of a
+    validation or test class leaks into training.
+    """
+    return rotations_as_classes(train, config.data.rotations) if config.data.rotations else train
+
+
+def build_augment(config: Config) -> KochAffine | None:
+    """The per-sample augmentation ``data.augment`` names (``affine``: Koch et al. 2015)."""
+    return KochAffine() if config.data.augment == "affine" else None
+
+
 def build_model(config: Config, in_channels: int) -> SiameseNet:
     """The embedding network and distance head a config describes."""
     embedding_net = EmbeddingNet(
-        backbone(config.model.backbone, in_channels),
+        backbone(config.model.backbone, in_channels, width=config.model.width),
         dim=config.model.dim,
         in_channels=in_channels,
         image_size=config.data.size,
         normalize=config.model.normalize,
+        sigmoid=config.model.sigmoid,
     )
     return SiameseNet(embedding_net, build_distance(config.model.distance, config.model.dim))
 

@@ -21,11 +21,13 @@ from metriclab.models import SiameseNet
 from metriclab.plots import plot_curves
 from metriclab.training import checkpoints
 from metriclab.training.builders import (
+    build_augment,
     build_data,
     build_model,
     build_optimizer,
     build_scheduler,
     split_validation,
+    training_classes,
 )
 from metriclab.training.distributed import World, init_from_environment, shutdown
 from metriclab.training.metrics_log import MetricsLog, read_metrics
@@ -105,11 +107,12 @@ class Trainer:
         self.world = world or World()
         self.rank = self.world.rank
         train_data, _ = build_data(config)
-        self.train_data, self.val_data = split_validation(train_data, config)
+        fit, self.val_data = split_validation(train_data, config)
+        self.train_data = training_classes(fit, config)
         torch.manual_seed(config.train.seed)
         self.model = build_model(config, self.train_data.channels).to(config.train.device)
         self.objective = build_objective(
-            config, self.train_data, self.model.distance, world=self.world
+            config, self.train_data, self.model.distance, build_augment(config), self.world
         ).to(config.train.device)
         self.step_loss: nn.Module = StepLoss(self.model, self.objective)
         # One module's parameters() lists a shared parameter once: a loss may hold the model's

@@ -1,25 +1,41 @@
-"""Evaluation: embed once, FAISS search, episodic accuracy with CIs, verification metrics."""
+"""Evaluation: embed once, FAISS search, kNN and retrieval metrics, episodic accuracy with CIs,
+verification metrics, and the report that gathers them."""
 
 from metriclab.evaluation.embed import Embeddings, embed
 from metriclab.evaluation.episodes import (
     EpisodeResult,
+    PairScorer,
     confidence_interval,
     evaluate_episodes,
 )
 from metriclab.evaluation.index import FaissIndex
-from metriclab.evaluation.report import Report, evaluate_model, leave_one_out_precision_at_1
+from metriclab.evaluation.knn import (
+    RetrievalMetrics,
+    gallery_split,
+    knn_classify,
+    majority_vote,
+    retrieval_metrics,
+)
+from metriclab.evaluation.report import KnnAccuracy, Report, evaluate_model, knn_accuracy
 from metriclab.evaluation.verification import VerificationResult, verification_metrics
 
 __all__ = [
     "Embeddings",
     "EpisodeResult",
     "FaissIndex",
+    "KnnAccuracy",
+    "PairScorer",
     "Report",
+    "RetrievalMetrics",
     "VerificationResult",
     "confidence_interval",
     "embed",
     "evaluate_episodes",
     "evaluate_model",
-    "leave_one_out_precision_at_1",
+    "gallery_split",
+    "knn_accuracy",
+    "knn_classify",
+    "majority_vote",
+    "retrieval_metrics",
     "verification_metrics",
 ]

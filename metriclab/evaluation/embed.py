@@ -26,12 +26,22 @@ class Embeddings:
     item_ids: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        if self.vectors.ndim != 2 or self.vectors.shape[0] == 0:
+        if self.vectors.ndim != 2 or self.vectors.shape[0] == 0 or self.vectors.shape[1] == 0:
             raise ValueError(
                 f"embeddings must be a non-empty (N, D) array, got {tuple(self.vectors.shape)}"
             )
         if not torch.isfinite(self.vectors).all():
             raise ValueError("embeddings contain NaN or infinite values; check the model's weights")
+        n = self.vectors.shape[0]
+        if self.labels.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},), got {tuple(self.labels.shape)}")
+        if len(self.item_ids) != n:
+            raise ValueError(
+                f"item_ids must have {n} entries, one per vector, got {len(self.item_ids)}"
+            )
+
+    def __len__(self) -> int:
+        return self.vectors.shape[0]
 
 
 @torch.no_grad()
@@ -39,15 +49,23 @@ def embed(
     embedding_net: nn.Module,
     data: LabeledImages,
     batch_size: int = 256,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     progress: bool = True,
 ) -> Embeddings:
-    """Embed every image of ``data`` in eval mode, in batches, without gradients.
+    """Embed every image of ``data`` once, in eval mode, in batches, without gradients.
 
-    Returns :class:`Embeddings` with ``(N, D)`` float32 vectors on the CPU.
+    ``device`` is where the batches go (default: where ``embedding_net``'s parameters are; the
+    network is not moved). The network's train/eval mode is restored afterwards.
+
+    Returns :class:`Embeddings` with ``(N, D)`` float32 vectors on the CPU, ``(N,)`` labels and
+    item ids. Raises ``ValueError`` for an empty data set or NaN / infinite embeddings.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if len(data) == 0:
+        raise ValueError("the data set to embed is empty; check the data path and class split")
+    if device is None:
+        device = next((p.device for p in embedding_net.parameters()), torch.device("cpu"))
     was_training = embedding_net.training
     embedding_net.eval()
     chunks = []

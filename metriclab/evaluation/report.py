@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from metriclab.data import EpisodeSet, LabeledImages, PairSampler
 from metriclab.distances import Distance
 from metriclab.evaluation.embed import Embeddings, embed
-from metriclab.evaluation.episodes import EpisodeResult, PairHead, evaluate_episodes
-from metriclab.evaluation.index import FaissIndex
+from metriclab.evaluation.episodes import EpisodeResult, PairScorer, evaluate_episodes
+from metriclab.evaluation.knn import (
+    RetrievalMetrics,
+    gallery_split,
+    knn_classify,
+    retrieval_metrics,
+)
 from metriclab.evaluation.verification import VerificationResult, verification_metrics
 
 #: Learned score of aligned pairs ``(N, D)``, ``(N, D)`` → ``(N,)``, higher = more alike.
@@ -22,59 +27,113 @@ AlignedHead = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
+class KnnAccuracy:
+    """Accuracy of k-NN over all unseen classes at once, with ``shots`` labelled items per class."""
+
+    accuracy: float
+    k: int
+    shots: int
+    queries: int
+
+
+_ROC_PLACEHOLDER = "@roc_points@"
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN: an undefined value (e.g. the CI of one episode) becomes null."""
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
 class Report:
     """What ``metriclab eval`` prints and saves."""
 
     episodes: dict[str, EpisodeResult]
-    precision_at_1: float
+    retrieval: RetrievalMetrics
+    knn: KnnAccuracy
     verification: VerificationResult
     num_classes: int
     num_items: int
 
     def to_dict(self) -> dict[str, Any]:
+        v = self.verification
         return {
             "data": {"classes": self.num_classes, "items": self.num_items},
             "episodes": {
                 name: {
                     "accuracy": r.mean,
-                    "ci95": r.ci95,
+                    "ci95": _finite(r.ci95),
                     "episodes": len(r.per_episode),
+                    "scorer": r.scorer,
                 }
                 for name, r in self.episodes.items()
             },
-            "knn": {"precision_at_1": self.precision_at_1},
+            "knn": {
+                "precision_at_1": self.retrieval.precision_at_1,
+                "r_precision": self.retrieval.r_precision,
+                "map_at_r": self.retrieval.map_at_r,
+                "retrieval_queries": self.retrieval.queries,
+                "accuracy": self.knn.accuracy,
+                "accuracy_k": self.knn.k,
+                "accuracy_shots": self.knn.shots,
+                "accuracy_queries": self.knn.queries,
+            },
             "verification": {
-                "auc": self.verification.auc,
-                "eer": self.verification.eer,
-                "eer_threshold": self.verification.eer_threshold,
-                "tar_at_far": {str(k): v for k, v in self.verification.tar_at_far.items()},
+                "auc": v.auc,
+                "eer": v.eer,
+                "eer_threshold": v.eer_threshold,
+                "tar_at_far": {str(far): tar for far, tar in v.tar_at_far.items()},
+                "roc_points": v.roc_points(),
             },
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        """Indented JSON; the long ROC arrays stay on one line each so the file reads well."""
+        record = self.to_dict()
+        roc = record["verification"]["roc_points"]
+        record["verification"]["roc_points"] = _ROC_PLACEHOLDER
+        text = json.dumps(record, indent=2)
+        inline = (
+            "{" + ", ".join(f'"{key}": {json.dumps(value)}' for key, value in roc.items()) + "}"
+        )
+        return text.replace(f'"{_ROC_PLACEHOLDER}"', inline)
 
     def table(self) -> str:
+        """A two-column text table: one row per metric."""
+        r, v = self.retrieval, self.verification
         rows = [("metric", "value")]
         rows += [(f"{name} accuracy", str(result)) for name, result in self.episodes.items()]
-        rows.append(("kNN precision@1 (FAISS)", f"{100 * self.precision_at_1:.2f} %"))
-        rows.append(("verification ROC AUC", f"{self.verification.auc:.4f}"))
-        rows.append(("verification EER", f"{100 * self.verification.eer:.2f} %"))
+        rows.append(
+            (
+                f"kNN accuracy (k={self.knn.k}, {self.knn.shots}-shot gallery)",
+                _pct(self.knn.accuracy),
+            )
+        )
+        rows.append(("retrieval precision@1", _pct(r.precision_at_1)))
+        rows.append(("retrieval R-precision", _pct(r.r_precision)))
+        rows.append(("retrieval MAP@R", _pct(r.map_at_r)))
+        rows.append(("verification ROC AUC", f"{v.auc:.4f}"))
+        rows.append(("verification EER", _pct(v.eer)))
+        rows += [(f"verification TAR@FAR={far:g}", _pct(tar)) for far, tar in v.tar_at_far.items()]
         width = max(len(name) for name, _ in rows)
         lines = [f"{name:<{width}}  {value}" for name, value in rows]
-        lines.insert(1, "-" * len(lines[0]))
+        lines.insert(1, "-" * max(len(line) for line in lines))
         return "\n".join(lines)
 
 
-def leave_one_out_precision_at_1(embeddings: Embeddings, distance: Distance) -> float:
-    """Fraction of items whose nearest other item (FAISS, exact) has the same label."""
-    index = FaissIndex.build(embeddings.vectors, distance)
-    _, ids = index.search(embeddings.vectors, k=2)
-    # Column 0 is normally the item itself; with duplicate vectors it may be its twin instead.
-    own = np.arange(len(ids))
-    neighbour = np.where(ids[:, 0] == own, ids[:, 1], ids[:, 0])
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f} %"
+
+
+def knn_accuracy(
+    embeddings: Embeddings, distance: Distance, shots: int = 1, k: int = 1, seed: int = 0
+) -> KnnAccuracy:
+    """k-NN accuracy over all classes: a seeded gallery of ``shots`` items per class, the rest query."""
+    gallery, query = gallery_split(embeddings.labels, shots, seed)
     labels = embeddings.labels.numpy()
-    return float((labels[neighbour] == labels).mean())
+    vectors = embeddings.vectors
+    predicted = knn_classify(vectors[gallery], labels[gallery], vectors[query], k, distance)
+    return KnnAccuracy(float((predicted == labels[query]).mean()), k, shots, len(query))
 
 
 def evaluate_model(
@@ -85,19 +144,19 @@ def evaluate_model(
     pairs: int,
     seed: int,
     aligned_head: AlignedHead | None = None,
-    matrix_head: PairHead | None = None,
+    matrix_head: PairScorer | None = None,
     progress: bool = True,
 ) -> Report:
-    """Embed ``data`` once, then score episodes, FAISS 1-NN and verification on those vectors.
+    """Embed ``data`` once, then score episodes, kNN, retrieval and verification on those vectors.
 
     ``aligned_head`` / ``matrix_head`` (e.g. a SiameseNet's ``logits`` / ``logit_matrix``) score
-    pairs when given; otherwise the score is ``−distance``.
+    pairs when given; otherwise the score is ``−distance``. Episodes are scored by 1-NN over the
+    support under that pair score; kNN accuracy and retrieval metrics use ``distance`` on FAISS.
     """
     embeddings = embed(embedding_net, data, progress=progress)
+    scorer = matrix_head if matrix_head is not None else distance
     results = {
-        name: evaluate_episodes(
-            embeddings, episode_set, distance, scorer="nearest", head=matrix_head
-        )
+        name: evaluate_episodes(embeddings, episode_set, scorer)
         for name, episode_set in episode_sets.items()
     }
     first, second, same = next(iter(PairSampler(data.labels, pairs, batches=1, seed=seed)))
@@ -106,7 +165,8 @@ def evaluate_model(
         scores = aligned_head(e1, e2) if aligned_head is not None else -distance(e1, e2)
     return Report(
         episodes=results,
-        precision_at_1=leave_one_out_precision_at_1(embeddings, distance),
+        retrieval=retrieval_metrics(embeddings.vectors, embeddings.labels, distance),
+        knn=knn_accuracy(embeddings, distance, seed=seed),
         verification=verification_metrics(scores, same),
         num_classes=data.num_classes,
         num_items=len(data),

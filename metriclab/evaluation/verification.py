@@ -11,7 +11,11 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 @dataclass(frozen=True)
 class VerificationResult:
-    """ROC summary. ``fpr``, ``tpr`` and ``thresholds`` are the ROC curve (scikit-learn's)."""
+    """ROC summary of a verification task.
+
+    ``fpr``, ``tpr`` and ``thresholds`` are scikit-learn's ROC curve with collinear points dropped
+    (what a plot needs); the metrics themselves are read from the full curve.
+    """
 
     auc: float
     eer: float
@@ -21,6 +25,14 @@ class VerificationResult:
     tpr: np.ndarray
     thresholds: np.ndarray
 
+    def roc_points(self, max_points: int = 512) -> dict[str, list[float]]:
+        """The ROC curve as ``{"fpr": [...], "tpr": [...]}``, thinned evenly to ``max_points``."""
+        if max_points < 2:
+            raise ValueError(f"max_points must be at least 2, got {max_points}")
+        keep = np.unique(np.linspace(0, len(self.fpr) - 1, min(max_points, len(self.fpr))).round())
+        keep = keep.astype(np.int64)
+        return {"fpr": self.fpr[keep].tolist(), "tpr": self.tpr[keep].tolist()}
+
 
 def verification_metrics(
     scores: torch.Tensor | np.ndarray,
@@ -29,8 +41,10 @@ def verification_metrics(
 ) -> VerificationResult:
     """Metrics of ``(N,)`` scores (higher = more alike) against ``(N,)`` booleans (same class).
 
-    The EER is read where the ROC curve crosses ``FPR = 1 − TPR``, interpolating linearly between
-    the two ROC points around the crossing; TAR at a FAR is the highest TPR with ``FPR ≤ FAR``.
+    A pair is accepted as "same" when its score is ≥ the threshold. The EER is read where the ROC
+    curve crosses ``FPR = 1 − TPR``, interpolating linearly between the two ROC points around the
+    crossing (its threshold likewise); TAR at a FAR is the highest TPR of an ROC point with
+    ``FPR ≤ FAR``. AUC and the ROC curve are scikit-learn's.
     """
     scores = np.asarray(scores.detach().cpu() if isinstance(scores, torch.Tensor) else scores)
     same = np.asarray(same.detach().cpu() if isinstance(same, torch.Tensor) else same).astype(bool)
@@ -40,7 +54,10 @@ def verification_metrics(
         raise ValueError("scores contain NaN or infinite values")
     if same.all() or not same.any():
         raise ValueError("verification metrics need both same and different pairs")
-    fpr, tpr, thresholds = roc_curve(same, scores)
+    if not all(0.0 < far < 1.0 for far in fars):
+        raise ValueError(f"every FAR in fars must lie in (0, 1), got {fars}")
+    # Every operating point: dropping "collinear" points could lose the best TPR below a FAR.
+    fpr, tpr, thresholds = roc_curve(same, scores, drop_intermediate=False)
     fnr = 1.0 - tpr
     cross = int(np.argmax(fnr <= fpr))  # first ROC point past the crossing
     if cross == 0:
@@ -55,12 +72,13 @@ def verification_metrics(
             upper = thresholds[cross]
         eer_threshold = float(upper + t * (thresholds[cross] - upper))
     tar = {far: float(tpr[fpr <= far].max(initial=0.0)) for far in fars}
+    plot_fpr, plot_tpr, plot_thresholds = roc_curve(same, scores)
     return VerificationResult(
         auc=float(roc_auc_score(same, scores)),
         eer=eer,
         eer_threshold=eer_threshold,
         tar_at_far=tar,
-        fpr=fpr,
-        tpr=tpr,
-        thresholds=thresholds,
+        fpr=plot_fpr,
+        tpr=plot_tpr,
+        thresholds=plot_thresholds,
     )

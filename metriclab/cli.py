@@ -31,6 +31,15 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="evaluate a run on its unseen classes")
     evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     evaluate.add_argument(
+        "--episodes", type=Path, action="append", default=[], metavar="FILE",
+        help="also score this episode file (repeat for several), e.g. episodes/digits-5way-1shot.jsonl",
+    )  # fmt: skip
+    evaluate.add_argument("--no-plots", action="store_true", help="skip roc.png and embeddings.png")
+    evaluate.add_argument(
+        "overrides", nargs="*", metavar="key=value",
+        help="data.* / eval.* overrides, e.g. data.path=/elsewhere/omniglot eval.n_way=5",
+    )  # fmt: skip
+    evaluate.add_argument(
         "--json", type=Path, help="write the results here (default: RUN_DIR/results.json)"
     )
     evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -112,7 +121,14 @@ def _train(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> None:
     from metriclab import training
 
-    report = training.evaluate_run(args.run_dir, args.json, progress=not args.no_progress)
+    report = training.evaluate_run(
+        args.run_dir,
+        args.json,
+        episode_files=args.episodes,
+        overrides=args.overrides,
+        plots=not args.no_plots,
+        progress=not args.no_progress,
+    )
     print(report.table())
     print(f"results: {args.json or args.run_dir / training.RESULTS}")
 
@@ -219,8 +235,20 @@ HANDLERS = {
 }
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse, letting key=value overrides come after options too (``eval RUN --episodes F k=v``)."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    stray = [a for a in extra if a.startswith("-") or "=" not in a]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     try:
         HANDLERS[args.command](args)
     except (ValueError, OSError, RuntimeError) as failure:

@@ -105,7 +105,13 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Seeded episodes and verification pairs on the unseen classes, plus published episode files."""
+    """Seeded episodes and verification pairs on the unseen classes, plus published episode files.
+
+    ``scorer``: ``nearest`` (1-NN over the support under the model's distance), ``prototype``
+    (nearest class mean) or ``siamese`` (the learned Siamese head scores query × support).
+    ``within_group`` draws each seeded episode from one group (alphabet); ``episodes = 0`` skips
+    the seeded set. ``episode_files`` are fixed episode sets (``episodes/*.jsonl``) scored too.
+    """
 
     n_way: int = 5
     k_shot: int = 1
@@ -114,6 +120,7 @@ class EvalConfig:
     pairs: int = 2000
     seed: int = 0
     scorer: str = "nearest"
+    within_group: bool = False
     episode_files: list[str] | None = None
 
 
@@ -147,7 +154,6 @@ class Config:
             "train.step_size": self.train.step_size,
             "eval.k_shot": self.eval.k_shot,
             "eval.n_query": self.eval.n_query,
-            "eval.episodes": self.eval.episodes,
             "eval.pairs": self.eval.pairs,
         }
         at_least_two = {
@@ -162,6 +168,7 @@ class Config:
             if value < 2:
                 raise ConfigError(f"{key} must be at least 2, got {value}")
         for key, value in {
+            "eval.episodes": self.eval.episodes,
             "train.validate_every": self.train.validate_every,
             "train.patience": self.train.patience,
         }.items():

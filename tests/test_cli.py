@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,13 +15,18 @@ def test_train_then_eval_end_to_end(tmp_path, capsys) -> None:
     overrides = ["train.steps=20", "train.batch_size=32", "eval.episodes=50", "eval.pairs=200"]
     assert main(["train", "--no-progress", "--run-dir", str(run), *overrides]) == 0
     assert (run / "checkpoints/step-0000020.pt").is_file() and (run / "config.yaml").is_file()
-    assert main(["eval", str(run), "--no-progress"]) == 0
+    published = Path(__file__).parents[1] / "episodes" / "digits-5way-1shot.jsonl"
+    argv = ["eval", str(run), "--no-progress", "--episodes", str(published), "eval.scorer=siamese"]
+    assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "5-way 1-shot accuracy" in out and "ROC AUC" in out
+    assert "5-way 1-shot (seeded) accuracy" in out and "ROC AUC" in out
     results = json.loads((run / "results.json").read_text())
-    episodes = results["episodes"]["5-way 1-shot"]
-    assert episodes["episodes"] == 50 and 0.0 <= episodes["accuracy"] <= 1.0
+    seeded = results["episodes"]["5-way 1-shot (seeded)"]
+    assert seeded["episodes"] == 50 and 0.0 <= seeded["accuracy"] <= 1.0
+    assert results["episodes"]["digits-5way-1shot"]["episodes"] == 1000
     assert 0.0 <= results["verification"]["auc"] <= 1.0
+    for figure in ("curves.png", "roc.png", "embeddings.png"):
+        assert (run / figure).read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from metriclab.evaluation.embed import Embeddings, embed
 from metriclab.evaluation.episodes import (
     EpisodeResult,
     PairScorer,
+    Scorer,
     confidence_interval,
     evaluate_episodes,
 )
@@ -16,7 +17,13 @@ from metriclab.evaluation.knn import (
     majority_vote,
     retrieval_metrics,
 )
-from metriclab.evaluation.report import KnnAccuracy, Report, evaluate_model, knn_accuracy
+from metriclab.evaluation.report import (
+    KnnAccuracy,
+    Report,
+    evaluate_embeddings,
+    evaluate_model,
+    knn_accuracy,
+)
 from metriclab.evaluation.verification import VerificationResult, verification_metrics
 
 __all__ = [
@@ -27,9 +34,11 @@ __all__ = [
     "PairScorer",
     "Report",
     "RetrievalMetrics",
+    "Scorer",
     "VerificationResult",
     "confidence_interval",
     "embed",
+    "evaluate_embeddings",
     "evaluate_episodes",
     "evaluate_model",
     "gallery_split",

@@ -13,7 +13,7 @@ import torch
 from metriclab.data import EpisodeSet, LabeledImages, PairSampler
 from metriclab.distances import Distance
 from metriclab.evaluation.embed import Embeddings, embed
-from metriclab.evaluation.episodes import EpisodeResult, PairScorer, evaluate_episodes
+from metriclab.evaluation.episodes import EpisodeResult, Scorer, evaluate_episodes
 from metriclab.evaluation.knn import (
     RetrievalMetrics,
     gallery_split,
@@ -136,6 +136,43 @@ def knn_accuracy(
     return KnnAccuracy(float((predicted == labels[query]).mean()), k, shots, len(query))
 
 
+def evaluate_embeddings(
+    embeddings: Embeddings,
+    distance: Distance,
+    episode_sets: dict[str, EpisodeSet],
+    pairs: int,
+    seed: int,
+    scorer: Scorer = "nearest",
+    aligned_head: AlignedHead | None = None,
+) -> Report:
+    """Score episodes, kNN, retrieval and verification on precomputed ``embeddings``.
+
+    ``scorer`` scores the episodes (``"prototype"``, ``"nearest"`` under ``distance``, or a
+    :data:`PairScorer` such as a SiameseNet's ``logit_matrix``). Verification pairs are scored by
+    ``aligned_head`` (e.g. ``SiameseNet.logits``) when given, else by ``−distance``; kNN accuracy
+    and retrieval metrics use ``distance`` on FAISS.
+    """
+    results = {
+        name: evaluate_episodes(
+            embeddings, episode_set, scorer, distance=distance if isinstance(scorer, str) else None
+        )
+        for name, episode_set in episode_sets.items()
+    }
+    labels = embeddings.labels
+    first, second, same = next(iter(PairSampler(labels, pairs, batches=1, seed=seed)))
+    e1, e2 = embeddings.vectors[first], embeddings.vectors[second]
+    with torch.no_grad():
+        scores = aligned_head(e1, e2) if aligned_head is not None else -distance(e1, e2)
+    return Report(
+        episodes=results,
+        retrieval=retrieval_metrics(embeddings.vectors, labels, distance),
+        knn=knn_accuracy(embeddings, distance, seed=seed),
+        verification=verification_metrics(scores, same),
+        num_classes=int(torch.unique(labels).numel()),
+        num_items=len(labels),
+    )
+
+
 def evaluate_model(
     embedding_net: torch.nn.Module,
     distance: Distance,
@@ -143,31 +180,12 @@ def evaluate_model(
     episode_sets: dict[str, EpisodeSet],
     pairs: int,
     seed: int,
+    scorer: Scorer = "nearest",
     aligned_head: AlignedHead | None = None,
-    matrix_head: PairScorer | None = None,
     progress: bool = True,
 ) -> Report:
-    """Embed ``data`` once, then score episodes, kNN, retrieval and verification on those vectors.
-
-    ``aligned_head`` / ``matrix_head`` (e.g. a SiameseNet's ``logits`` / ``logit_matrix``) score
-    pairs when given; otherwise the score is ``−distance``. Episodes are scored by 1-NN over the
-    support under that pair score; kNN accuracy and retrieval metrics use ``distance`` on FAISS.
-    """
+    """Embed ``data`` once, then :func:`evaluate_embeddings`."""
     embeddings = embed(embedding_net, data, progress=progress)
-    scorer = matrix_head if matrix_head is not None else distance
-    results = {
-        name: evaluate_episodes(embeddings, episode_set, scorer)
-        for name, episode_set in episode_sets.items()
-    }
-    first, second, same = next(iter(PairSampler(data.labels, pairs, batches=1, seed=seed)))
-    e1, e2 = embeddings.vectors[first], embeddings.vectors[second]
-    with torch.no_grad():
-        scores = aligned_head(e1, e2) if aligned_head is not None else -distance(e1, e2)
-    return Report(
-        episodes=results,
-        retrieval=retrieval_metrics(embeddings.vectors, embeddings.labels, distance),
-        knn=knn_accuracy(embeddings, distance, seed=seed),
-        verification=verification_metrics(scores, same),
-        num_classes=data.num_classes,
-        num_items=len(data),
+    return evaluate_embeddings(
+        embeddings, distance, episode_sets, pairs, seed, scorer=scorer, aligned_head=aligned_head
     )

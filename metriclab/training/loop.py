@@ -181,7 +181,7 @@ class Trainer:
         )
         scorer = "prototype" if self.config.eval.scorer == "prototype" else "nearest"
         distance = copy.deepcopy(self.model.distance).cpu()  # embeddings live on the CPU
-        return evaluate_episodes(embeddings, self.val_episodes, distance, scorer).mean
+        return evaluate_episodes(embeddings, self.val_episodes, scorer, distance=distance).mean
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> SiameseNet:

@@ -27,7 +27,7 @@ def test_evaluate_model_report_table_and_json() -> None:
     sets = {"3-way 1-shot": EpisodeSet.sample(data, 3, 1, 2, episodes=6, seed=0)}
     report = evaluate_model(
         siamese.embedding_net, siamese.distance, data, sets, pairs=40, seed=0,
-        aligned_head=siamese.logits, matrix_head=siamese.logit_matrix, progress=False,
+        scorer=siamese.logit_matrix, aligned_head=siamese.logits, progress=False,
     )  # fmt: skip
     table = report.table()
     for row in ("3-way 1-shot accuracy", "kNN accuracy (k=1, 1-shot gallery)", "MAP@R", "EER"):

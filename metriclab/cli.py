@@ -60,7 +60,23 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("first", type=Path, metavar="IMAGE_A")
     verify.add_argument("second", type=Path, metavar="IMAGE_B")
     _add_episodes(commands)
+    _add_index(commands)
     return parser
+
+
+def _add_index(commands: argparse._SubParsersAction) -> None:
+    index = commands.add_parser("index", help="build and query a FAISS gallery with a bundle")
+    actions = index.add_subparsers(dest="index_command", required=True)
+    build = actions.add_parser("build", help="embed a data split with a bundle and index it")
+    build.add_argument("bundle", type=Path, metavar="BUNDLE", help="made by 'metriclab export'")
+    build.add_argument("-o", "--output", type=Path, required=True, help="index file to write")
+    build.add_argument("--split", choices=("test", "train", "all"), default="test")
+    build.add_argument("--kind", choices=("flat", "ivf", "hnsw"), default="flat")
+    build.add_argument("overrides", nargs="*", metavar="key=value", help="data.* overrides")
+    query = actions.add_parser("query", help="the nearest gallery items of images")
+    query.add_argument("index", type=Path, metavar="INDEX")
+    query.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+    query.add_argument("-k", type=int, default=5, help="neighbours per image (default 5)")
 
 
 def _say(message: str) -> None:
@@ -225,6 +241,21 @@ def _verify(args: argparse.Namespace) -> None:
     print(f"score {score:.4f}  threshold {bundle.threshold:.4f}  → {verdict}")
 
 
+def _index(args: argparse.Namespace) -> None:
+    from metriclab.gallery import build_gallery, query_gallery
+
+    if args.index_command == "build":
+        size = build_gallery(args.bundle, args.output, args.split, args.overrides, args.kind)
+        print(f"wrote {args.output}: {size} gallery items ({args.kind})")
+        return
+    for image, matches in zip(
+        args.images, query_gallery(args.index, args.images, args.k), strict=True
+    ):
+        print(image)
+        for rank, match in enumerate(matches, start=1):
+            print(f"  {rank}. {match.class_name:<24} {match.distance:10.4f}  {match.item_id}")
+
+
 HANDLERS = {
     "train": _train,
     "eval": _eval,
@@ -232,6 +263,7 @@ HANDLERS = {
     "export": _export,
     "verify": _verify,
     "episodes": _episodes,
+    "index": _index,
 }
 
 

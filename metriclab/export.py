@@ -93,6 +93,7 @@ def export_bundle(
         "format": FORMAT,
         "metriclab": __version__,
         "run": config.name,
+        "config": config.to_dict(),
         "preprocess": {
             "size": size,
             "channels": channels,
@@ -148,6 +149,8 @@ def _export_onnx(embedder: nn.Module, example: torch.Tensor, out_dir: Path) -> s
 class Bundle:
     """A loaded bundle: embed image files and score pairs."""
 
+    folder: Path
+    config: dict[str, Any]
     embedder: torch.jit.ScriptModule
     distance: Distance
     bias: float
@@ -175,6 +178,8 @@ class Bundle:
             )
             preprocess = manifest["preprocess"]
             return cls(
+                folder,
+                manifest["config"],
                 embedder.eval(),
                 distance.eval(),
                 float(manifest["bias"]),
@@ -200,8 +205,19 @@ class Bundle:
         return torch.from_numpy(np.stack(arrays))
 
     @torch.no_grad()
+    def embed_images(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Embeddings ``(N, D)`` of uint8 images ``(N, C, size, size)``, in batches."""
+        if images.shape[1:] != (self.channels, self.size, self.size):
+            raise ValueError(
+                f"the bundle embeds ({self.channels}, {self.size}, {self.size}) images, got "
+                f"{tuple(images.shape[1:])}; load the data at data.size={self.size}"
+            )
+        return torch.cat(
+            [self.embedder(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+        )
+
     def embed_files(self, paths: list[Path]) -> torch.Tensor:
-        return self.embedder(self.load_images(paths))
+        return self.embed_images(self.load_images(paths))
 
     @torch.no_grad()
     def score(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

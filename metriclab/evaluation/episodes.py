@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from metriclab.data import EpisodeSet
-from metriclab.distances import L2, Distance
+from metriclab.distances import L2, Distance, SquaredL2
 from metriclab.evaluation.embed import Embeddings
 from metriclab.evaluation.knn import majority_vote
 
@@ -51,6 +51,13 @@ def confidence_interval(accuracies: np.ndarray) -> float:
     return float(1.96 * np.std(accuracies, ddof=1) / np.sqrt(len(accuracies)))
 
 
+def _ranking(distance: Distance) -> PairScorer:
+    """Scores that rank like ``−distance``; plain L2 ranks by squared L2 (√ is monotone), which
+    is one batched GEMM instead of ``torch.cdist``, several times faster on small episodes."""
+    metric = SquaredL2() if type(distance) is L2 else distance
+    return lambda queries, support: -metric.matrix(queries, support)
+
+
 def _resolve(scorer: Scorer, distance: Distance | None) -> tuple[bool, PairScorer, str]:
     """Whether to score prototypes, the pair-scoring function, and its name."""
     if isinstance(scorer, str):
@@ -60,14 +67,14 @@ def _resolve(scorer: Scorer, distance: Distance | None) -> tuple[bool, PairScore
                 f"callable, got {scorer!r}"
             )
         metric = L2() if distance is None else distance
-        return scorer == "prototype", lambda q, s: -metric.matrix(q, s), f"{scorer} ({metric.name})"
+        return scorer == "prototype", _ranking(metric), f"{scorer} ({metric.name})"
     if distance is not None:
         raise ValueError(
             "distance applies to scorer='prototype' or 'nearest' only; a distance or pair head "
             "passed as scorer already scores the pairs, so drop distance="
         )
     if isinstance(scorer, Distance):
-        return False, lambda q, s: -scorer.matrix(q, s), f"nearest ({scorer.name})"
+        return False, _ranking(scorer), f"nearest ({scorer.name})"
     if callable(scorer):
         return False, scorer, "pair head"
     raise ValueError(

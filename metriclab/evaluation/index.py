@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from metriclab.distances import L1, L2, Cosine, Distance, SquaredL2, WeightedL1
+from metriclab.evaluation.embed import Embeddings
 from metriclab.evaluation.index_files import (
     check_expected_distance,
     distance_from_dict,
@@ -167,7 +168,7 @@ class FaissIndex:
     @classmethod
     def build(
         cls,
-        vectors: torch.Tensor | np.ndarray,
+        vectors: Embeddings | torch.Tensor | np.ndarray,
         distance: Distance,
         kind: IndexKind = "flat",
         *,
@@ -179,7 +180,7 @@ class FaissIndex:
         labels: torch.Tensor | np.ndarray | None = None,
         item_ids: Sequence[str] | None = None,
     ) -> FaissIndex:
-        """An index over ``(N, D)`` gallery ``vectors``.
+        """An index over ``(N, D)`` gallery ``vectors`` (an :class:`Embeddings` brings its labels and ids).
 
         Args:
             distance: a metriclab distance (see the module docstring for how each is searched).
@@ -187,10 +188,14 @@ class FaissIndex:
             nlist: ``ivf`` cells, in [1, N]; default ``min(4·√N, N / 39)`` (at least 1).
             nprobe: ``ivf`` cells visited per query, in [1, nlist]; default ``min(nlist, 16)``.
             m: ``hnsw`` links per node (≥ 2); default 32.
-            ef_search: ``hnsw`` search beam width (≥ 1, FAISS uses at least k); default 64.
+            ef_search: ``hnsw`` search beam width (≥ 1; raised to k for a search of k); default 64.
             seed: seeds IVF k-means and HNSW level draws (flat is deterministic anyway).
             labels: optional ``(N,)`` gallery labels; item_ids: optional ``N`` gallery ids.
         """
+        if isinstance(vectors, Embeddings):
+            labels = vectors.labels if labels is None else labels
+            item_ids = vectors.item_ids if item_ids is None else item_ids
+            vectors = vectors.vectors
         gallery = as_float32(vectors, "gallery vectors")
         size, dim = gallery.shape
         given = {"nlist": nlist, "nprobe": nprobe, "m": m, "ef_search": ef_search}
@@ -237,7 +242,7 @@ class FaissIndex:
         return vectors
 
     def search(
-        self, queries: torch.Tensor | np.ndarray, k: int, chunk: int = 4096
+        self, queries: Embeddings | torch.Tensor | np.ndarray, k: int, chunk: int = 4096
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest gallery items of each ``(Nq, D)`` query: distances and ids, ``(Nq, k)``.
 
@@ -251,20 +256,37 @@ class FaissIndex:
             )
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1, got {chunk}")
+        if isinstance(queries, Embeddings):
+            queries = queries.vectors
         queries = as_float32(queries, "query vectors")
-        searcher = self._gpu if self._gpu is not None and k <= _GPU_MAX_K else self.index
-        distances = np.empty((len(queries), k), dtype=np.float32)
-        ids = np.empty((len(queries), k), dtype=np.int64)
-        for start in range(0, len(queries), chunk):
-            part = self._prepare(queries[start : start + chunk])
-            distances[start : start + len(part)], ids[start : start + len(part)] = searcher.search(
-                part, int(k)
-            )
+        distances, ids = self._search_chunks(queries, int(k), chunk)
         if isinstance(self.distance, L2):
             np.sqrt(np.maximum(distances, 0.0), out=distances)
         elif self._metric == faiss.METRIC_INNER_PRODUCT:
             np.subtract(1.0, distances, out=distances)
         distances[ids < 0] = np.inf
+        return distances, ids
+
+    def _search_chunks(
+        self, queries: np.ndarray, k: int, chunk: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw FAISS results ``(Nq, k)``, ``chunk`` queries at a time."""
+        searcher = self._gpu if self._gpu is not None and k <= _GPU_MAX_K else self.index
+        distances = np.empty((len(queries), k), dtype=np.float32)
+        ids = np.empty((len(queries), k), dtype=np.int64)
+        # A beam narrower than k cannot return k neighbours. (Set on the index rather than passed
+        # as SearchParameters: faiss.contrib.torch_utils, which PML imports, drops that argument.)
+        beam = self.index.hnsw.efSearch if self.kind == "hnsw" else 0
+        if self.kind == "hnsw":
+            self.index.hnsw.efSearch = max(beam, k)
+        try:
+            for start in range(0, len(queries), chunk):
+                part = self._prepare(queries[start : start + chunk])
+                found = searcher.search(part, k)
+                distances[start : start + len(part)], ids[start : start + len(part)] = found
+        finally:
+            if self.kind == "hnsw":
+                self.index.hnsw.efSearch = beam
         return distances, ids
 
     def save(self, path: str | Path) -> None:

@@ -7,9 +7,11 @@ import faiss
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from metriclab.distances import L1, L2, Cosine, SquaredL2, WeightedL1
-from metriclab.evaluation import FaissIndex
+from metriclab.evaluation import Embeddings, FaissIndex
 from metriclab.evaluation import index as index_module
 from metriclab.evaluation.index_files import sidecar_path
 
@@ -254,3 +256,51 @@ def test_sidecar_records_distance_and_checksum(tmp_path) -> None:
     assert record["distance"] == {"name": "cosine"} and record["kind"] == "hnsw"
     assert record["index_bytes"] == path.stat().st_size and len(record["index_sha256"]) == 64
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_hnsw_returns_k_neighbours_even_with_a_narrow_beam() -> None:
+    gallery, queries = gallery_and_queries(n=500)
+    _, ids = FaissIndex.build(gallery, L2(), "hnsw", m=8, ef_search=4).search(queries, k=50)
+    assert (ids >= 0).all()
+
+
+def test_build_from_embeddings_keeps_labels_and_ids() -> None:
+    gallery, _ = gallery_and_queries(n=12)
+    embeddings = Embeddings(
+        torch.from_numpy(gallery), torch.arange(12) % 3, tuple(f"x{i}" for i in range(12))
+    )
+    index = FaissIndex.build(embeddings, Cosine())
+    np.testing.assert_array_equal(index.labels, np.arange(12) % 3)
+    assert index.item_ids == embeddings.item_ids
+    _, ids = index.search(embeddings, k=1)
+    np.testing.assert_array_equal(ids[:, 0], np.arange(12))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    nq=st.integers(1, 10),
+    dim=st.integers(1, 6),
+    seed=st.integers(0, 2**16),
+    name=st.sampled_from(["l1", "l2", "squared_l2", "cosine"]),
+)
+def test_flat_distances_are_the_sorted_brute_force_distances(n, nq, dim, seed, name) -> None:
+    rng = np.random.default_rng(seed)
+    gallery, queries = rng.normal(size=(n, dim)), rng.normal(size=(nq, dim))
+    distance = {"l1": L1(), "l2": L2(), "squared_l2": SquaredL2(), "cosine": Cosine()}[name]
+    k = int(rng.integers(1, n + 1))
+    found, ids = FaissIndex.build(gallery, distance).search(queries, k, chunk=3)
+    truth = distance.matrix(torch.tensor(queries), torch.tensor(gallery)).numpy()
+    # Ties may order ids differently; the distances, and each id's own distance, may not differ.
+    np.testing.assert_allclose(found, np.sort(truth, axis=1)[:, :k], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(found, np.take_along_axis(truth, ids, axis=1), rtol=1e-4, atol=1e-4)
+    assert all(len(set(row)) == k for row in ids.tolist())
+
+
+def test_search_still_works_after_pml_patches_faiss() -> None:
+    import faiss.contrib.torch_utils  # noqa: F401  (PML imports it; it rewraps Index.search)
+
+    gallery, queries = gallery_and_queries(n=300)
+    index = FaissIndex.build(gallery, L2(), "hnsw", m=8, ef_search=4)
+    _, ids = index.search(torch.from_numpy(queries), k=40)
+    assert (ids >= 0).all() and index.index.hnsw.efSearch == 4

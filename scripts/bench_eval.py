@@ -1,0 +1,366 @@
+"""Evaluation benchmark: metriclab against easyfsl, scikit-learn, the GEMM bound and PML.
+
+All comparisons run in one process on the same inputs (synthetic clustered float32 embeddings):
+
+1. Episodic accuracy: easyfsl's ``evaluate`` + ``PrototypicalNetworks`` over a ``FeaturesDataset``
+   with a ``TaskSampler``, against ``metriclab.evaluation.evaluate_episodes(..., "prototype")`` on
+   the very episodes easyfsl's sampler produced (recorded as it yields them). The numbers of
+   correct queries must be identical. easyfsl's TaskSampler calls ``Sampler.__init__(data_source=
+   None)``, which torch 2.14 rejects; the benchmark wraps ``Sampler.__init__`` to drop that
+   argument while the sampler is built, and says so.
+2. Exact kNN search (L2, k = 10): ``FaissIndex`` flat against scikit-learn ``NearestNeighbors(
+   algorithm="brute")`` and against the time of the fp32 GEMM of the same shape (torch.mm, in
+   query blocks into a reused buffer) that any exact search must at least do.
+3. Retrieval metrics (precision@1, R-precision, MAP@R, leave-one-out): PML's AccuracyCalculator
+   with ``k="max_bin_count"`` (the same k ``retrieval_metrics`` uses) and with its default
+   ``k=None`` (every other item), against ``retrieval_metrics``.
+4. Peak memory of a chunked flat search over a 1M × 64 gallery, measured in a subprocess as the
+   rise of the resident-set high-water mark (VmHWM, reset after the index is built).
+
+From the repository root (PYTHONPATH=. makes this checkout's metriclab the one imported):
+
+    PYTHONPATH=. python scripts/bench_eval.py            # full, a few minutes
+    PYTHONPATH=. python scripts/bench_eval.py --quick    # about a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import faiss  # isort: skip  (torch first: both bundle OpenMP runtimes)
+from threadpoolctl import threadpool_limits
+from torch.utils.data import DataLoader, Sampler
+
+from metriclab.data import EpisodeSet
+from metriclab.distances import L2
+from metriclab.evaluation import Embeddings, FaissIndex, evaluate_episodes, retrieval_metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+DIM = 64
+SETTINGS = ((5, 1, 15), (20, 1, 5))
+RETRIEVAL = ("precision_at_1", "r_precision", "mean_average_precision_at_r")
+SHIM_NOTED: list[bool] = []
+
+
+def clustered(classes: int, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(C·P, 64)`` float32 Gaussian clusters (noise 1.3 around N(0, 1) centres) and labels."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    centres = torch.randn(classes, DIM, generator=generator)
+    return centres[labels] + 1.3 * torch.randn(len(labels), DIM, generator=generator), labels
+
+
+def median_time(run: Callable[[], object], repeats: int, warmup: bool = True) -> float:
+    """Median wall time of ``repeats`` calls (after one untimed warm-up call)."""
+    if warmup:
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@contextlib.contextmanager
+def sampler_init_shim() -> Iterator[None]:
+    """Let ``Sampler.__init__`` take (and drop) ``data_source``, as torch < 2.2 did."""
+    original = Sampler.__init__
+    Sampler.__init__ = lambda self, data_source=None: original(self)  # the one-line shim
+    try:
+        yield
+    finally:
+        Sampler.__init__ = original
+
+
+def easyfsl_loader(
+    features: torch.Tensor, labels: torch.Tensor, n: int, k: int, q: int, episodes: int
+) -> tuple[DataLoader, list[list[int]]]:
+    """easyfsl's episodic DataLoader and the list into which its sampler records each task."""
+    from easyfsl.datasets import FeaturesDataset
+    from easyfsl.samplers import TaskSampler
+
+    class RecordingTaskSampler(TaskSampler):
+        """easyfsl's TaskSampler, unchanged, except that it keeps what it yields."""
+
+        def __iter__(self) -> Iterator[list[int]]:
+            for task in super().__iter__():
+                tasks.append(task)
+                yield task
+
+    tasks: list[list[int]] = []
+    dataset = FeaturesDataset(
+        labels.tolist(), features, [str(c) for c in range(int(labels.max()) + 1)]
+    )
+    try:
+        sampler = RecordingTaskSampler(dataset, n, k, q, episodes)
+    except TypeError:
+        with sampler_init_shim():
+            sampler = RecordingTaskSampler(dataset, n, k, q, episodes)
+        if not SHIM_NOTED:
+            print("shim: easyfsl's TaskSampler built with Sampler.__init__(data_source) dropped")
+            SHIM_NOTED.append(True)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=sampler.episodic_collate_fn)
+    return loader, tasks
+
+
+def episode_set_of(tasks: list[list[int]], labels: torch.Tensor, n: int, k: int) -> EpisodeSet:
+    """easyfsl tasks (class-major: K support then Q query indices per class) as an EpisodeSet."""
+    items = np.asarray(tasks).reshape(len(tasks), n, -1)
+    ids = items.astype(str)
+    classes = labels.numpy()[items[:, :, 0]].astype(str)
+    return EpisodeSet(classes, ids[:, :, :k], ids[:, :, k:], {"source": "easyfsl TaskSampler"})
+
+
+def time_easyfsl(
+    features: torch.Tensor, labels: torch.Tensor, setting: tuple[int, int, int], episodes: int,
+    repeats: int,
+) -> tuple[float, float, list[list[int]]]:  # fmt: skip
+    """easyfsl's accuracy, median seconds per run, and the tasks its sampler yielded."""
+    from easyfsl.methods import PrototypicalNetworks
+    from easyfsl.utils import evaluate
+
+    loader, tasks = easyfsl_loader(features, labels, *setting, episodes)
+    seen: list[list[int]] = []
+
+    def run() -> float:
+        tasks.clear()
+        random.seed(0)  # easyfsl draws with the global `random`: same seed, same episodes
+        accuracy = evaluate(PrototypicalNetworks(), loader, device="cpu", use_tqdm=False)
+        if seen and tasks != seen:
+            raise RuntimeError("easyfsl's sampler gave different episodes for the same seed")
+        seen[:] = tasks
+        return accuracy
+
+    accuracy = run()
+    return accuracy, median_time(run, repeats, warmup=False), seen
+
+
+def bench_episodes(episodes: int, repeats: int) -> list[str]:
+    """Markdown rows: easyfsl evaluate vs metriclab evaluate_episodes on identical episodes."""
+    features, labels = clustered(100, 40, seed=0)
+    embeddings = Embeddings(features, labels, tuple(str(i) for i in range(len(labels))))
+    rows = []
+    for n, k, q in SETTINGS:
+        theirs, easyfsl_time, tasks = time_easyfsl(features, labels, (n, k, q), episodes, repeats)
+        episode_set = episode_set_of(tasks, labels, n, k)
+        run = partial(evaluate_episodes, embeddings, episode_set, "prototype", distance=L2())
+        ours = run()
+        ours_time = median_time(run, max(repeats, 7))
+        resolve_time = median_time(partial(episode_set.resolve, embeddings.item_ids), 7)
+        queries = episodes * n * q
+        ours_correct = round(float((ours.per_episode * n * q).sum()))
+        theirs_correct = round(theirs * queries)
+        same = (
+            "yes" if ours_correct == theirs_correct else f"NO ({theirs_correct} vs {ours_correct})"
+        )
+        rows.append(
+            f"| {n}-way {k}-shot {q}-query | {episodes} | {episodes / easyfsl_time:,.0f} "
+            f"| {episodes / ours_time:,.0f} | {easyfsl_time / ours_time:,.0f}× "
+            f"| {100 * resolve_time / ours_time:.0f} % | {100 * theirs:.2f} % "
+            f"| {100 * ours.mean:.2f} ± {100 * ours.ci95:.2f} % | {same} |"
+        )
+    return rows
+
+
+def bench_search(n_gallery: int, n_queries: int, k: int, repeats: int) -> list[str]:
+    """Markdown rows: GEMM bound, FaissIndex flat and scikit-learn brute force, L2, same data."""
+    from sklearn.neighbors import NearestNeighbors
+
+    generator = torch.Generator().manual_seed(1)
+    gallery = torch.randn(n_gallery, DIM, generator=generator)
+    queries = torch.randn(n_queries, DIM, generator=generator)
+    gallery_np, queries_np = gallery.numpy(), queries.numpy()
+
+    index = FaissIndex.build(gallery_np, L2())
+    faiss_time = median_time(lambda: index.search(queries_np, k), repeats)
+    found, ids = index.search(queries_np, k)
+
+    brute = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(gallery_np)
+    sklearn_time = median_time(lambda: brute.kneighbors(queries_np), repeats, warmup=False)
+    sk_distances, sk_ids = brute.kneighbors(queries_np)
+
+    block = 1024
+    transposed = gallery.T.contiguous()
+    buffer = torch.empty(block, n_gallery)
+
+    def gemm() -> None:
+        for start in range(0, n_queries, block):
+            part = queries[start : start + block]
+            torch.mm(part, transposed, out=buffer[: len(part)])
+
+    gemm_time = median_time(gemm, repeats)
+    agree = float((ids == sk_ids).mean())
+    gap = float(np.abs(found - sk_distances).max())
+    shape = f"{n_queries:,} × {DIM} · {DIM} × {n_gallery:,}"
+    return [
+        f"| fp32 GEMM of the same shape (torch.mm, {shape}) | {gemm_time:.3f} | 1.00× | GEMM bound |",
+        f"| metriclab `FaissIndex` flat, `search(k={k})` | {faiss_time:.3f} "
+        f"| {faiss_time / gemm_time:.2f}× | target ≤ 2× |",
+        f'| scikit-learn `NearestNeighbors(algorithm="brute")` | {sklearn_time:.3f} '
+        f"| {sklearn_time / gemm_time:.2f}× | {sklearn_time / faiss_time:.1f}× FAISS's time; "
+        f"same ids {100 * agree:.3f} %, max distance gap {gap:.1e} |",
+    ]
+
+
+def bench_retrieval(n_items: int, k: int | str | None, repeats: int) -> str:
+    """Markdown row: PML AccuracyCalculator (with its ``k``) vs retrieval_metrics, same data."""
+    from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+
+    features, labels = clustered(100, n_items // 100, seed=2)
+    vectors, label_array = features.numpy(), labels.numpy()
+    calculator = AccuracyCalculator(include=RETRIEVAL, k=k, device=torch.device("cpu"))
+    pml_time = median_time(lambda: calculator.get_accuracy(vectors, label_array), repeats)
+    ours_time = median_time(lambda: retrieval_metrics(vectors, label_array, L2()), repeats)
+    theirs = calculator.get_accuracy(vectors, label_array)
+    ours = retrieval_metrics(vectors, label_array, L2())
+    ours_values = (ours.precision_at_1, ours.r_precision, ours.map_at_r)
+    gap = max(abs(theirs[name] - value) for name, value in zip(RETRIEVAL, ours_values, strict=True))
+    pml_k = n_items // 100 - 1 if k == "max_bin_count" else n_items - 1
+    return (
+        f"| {n_items:,} × {DIM}, 100 classes | `k={k!r}` ({pml_k:,} neighbours) | {pml_time:.3f} "
+        f"| {n_items // 100 - 1:,} neighbours | {ours_time:.3f} | {pml_time / ours_time:.1f}× "
+        f"| P@1 {ours.precision_at_1:.4f}, R-prec {ours.r_precision:.4f}, MAP@R "
+        f"{ours.map_at_r:.4f}; max abs diff {gap:.1e} |"
+    )
+
+
+MEMORY_CHILD = """
+import json, resource, sys
+import numpy as np, torch
+import faiss
+from metriclab.distances import L2
+from metriclab.evaluation import FaissIndex
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(key))
+
+n, nq, chunk, threads = map(int, sys.argv[1:5])
+torch.set_num_threads(threads); faiss.omp_set_num_threads(threads)
+imports = status("VmRSS")
+rng = np.random.default_rng(0)
+index = FaissIndex.build(rng.standard_normal((n, 64), dtype=np.float32), L2())
+queries = rng.standard_normal((nq, 64), dtype=np.float32)
+resettable = True
+try:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the high-water mark: measure the search alone
+except OSError:
+    resettable = False
+before = status("VmRSS") if resettable else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+index.search(queries, 10, chunk=chunk)
+peak = status("VmHWM")
+print(json.dumps({"imports": imports, "before": before, "peak": peak, "resettable": resettable}))
+"""
+
+
+def bench_memory(n_gallery: int, n_queries: int, chunk: int, threads: int) -> list[str]:
+    """Markdown row: resident memory of a chunked flat search, measured in a fresh process."""
+    done = subprocess.run(
+        [sys.executable, "-c", MEMORY_CHILD, str(n_gallery), str(n_queries), str(chunk), str(threads)],
+        capture_output=True, text=True, cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    memory = json.loads(done.stdout.strip().splitlines()[-1])
+    gallery_mib = n_gallery * DIM * 4 / 2**20
+    dense_gib = n_queries * n_gallery * 4 / 2**30
+    return [
+        f"| {n_gallery:,} × {DIM} gallery ({gallery_mib:,.0f} MiB), {n_queries:,} queries, k = 10, "
+        f"chunk {chunk:,} | {memory['imports']:,.0f} MiB | {memory['before']:,.0f} MiB "
+        f"| {memory['peak']:,.0f} MiB "
+        f"| {memory['peak'] - memory['before']:,.0f} MiB | {dense_gib:,.1f} GiB |"
+    ]
+
+
+def machine(threads: int) -> str:
+    model = "unknown CPU"
+    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as cpuinfo:
+        model = next(line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line)
+    versions = ", ".join(
+        f"{name} {importlib.metadata.version(name)}"
+        for name in (
+            "torch",
+            "faiss-cpu",
+            "numpy",
+            "scikit-learn",
+            "easyfsl",
+            "pytorch-metric-learning",
+        )
+    )
+    return (
+        f"machine: {os.cpu_count()} cores ({model}, {platform.machine()}), python "
+        f"{platform.python_version()}, {threads} thread(s) for torch / FAISS / BLAS; {versions}; "
+        f"faiss GPUs: {faiss.get_num_gpus()}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    parser.add_argument("--threads", type=int, default=1, help="threads for torch, FAISS and BLAS")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
+    threadpool_limits(args.threads)
+    quick = args.quick
+    print(machine(args.threads))
+    print("shared, noisy machine: medians of repeats; read the ratios, not the absolute times\n")
+
+    episodes, repeats = (200, 2) if quick else (1000, 3)
+    print(
+        "Episodic accuracy, ProtoNet (L2 to class means), on the episodes easyfsl's sampler drew:\n"
+    )
+    rows = bench_episodes(episodes, repeats)
+    print(
+        "| setting | episodes | easyfsl `evaluate` (episodes/s) | metriclab `evaluate_episodes` "
+        "(episodes/s) | ratio | of which id lookup | easyfsl accuracy | metriclab accuracy ± CI95 "
+        "| identical |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |")
+    print("\n".join(rows), flush=True)
+
+    n_gallery, n_queries = (20_000, 2_000) if quick else (100_000, 10_000)
+    print(f"\nExact kNN search, L2, {n_gallery:,} × {DIM} gallery, {n_queries:,} queries:\n")
+    print("| method | time (s) | / GEMM time | note |")
+    print("| --- | ---: | ---: | --- |")
+    print("\n".join(bench_search(n_gallery, n_queries, 10, repeats)), flush=True)
+
+    print("\nRetrieval metrics (leave-one-out precision@1, R-precision, MAP@R), L2:\n")
+    print(
+        "| data | PML AccuracyCalculator | PML (s) | metriclab `retrieval_metrics` | metriclab (s) "
+        "| ratio | values |"
+    )
+    print("| --- | --- | ---: | --- | ---: | ---: | --- |")
+    print(bench_retrieval(3_000 if quick else 10_000, "max_bin_count", repeats), flush=True)
+    print(bench_retrieval(2_000 if quick else 5_000, None, repeats), flush=True)
+
+    n_gallery, n_queries, chunk = (100_000, 2_048, 512) if quick else (1_000_000, 4_096, 1_024)
+    print(
+        "\nPeak memory of a chunked flat search (fresh process, high-water mark reset after build):\n"
+    )
+    print(
+        "| search | resident after imports | resident before search | peak during search | rise "
+        "| a dense distance matrix would need |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("\n".join(bench_memory(n_gallery, n_queries, chunk, args.threads)))
+
+
+if __name__ == "__main__":
+    main()

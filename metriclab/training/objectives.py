@@ -8,6 +8,7 @@ Under DistributedDataParallel every rank draws the same global batch and embeds 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -34,23 +35,28 @@ def step_rng(seed: int, step: int) -> np.random.Generator:
     return np.random.default_rng([seed, step])
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What every objective is built from: the training images, the config, the per-sample
+    augmentation, this process's place among the ranks and the model's distance."""
+
+    data: LabeledImages
+    config: Config
+    augment: Augment | None
+    world: World
+    distance: Distance
+
+
 class Objective(nn.Module):
     """Base: holds the training images and turns positions into network inputs."""
 
-    def __init__(
-        self,
-        data: LabeledImages,
-        config: Config,
-        augment: Augment | None,
-        world: World,
-        distance: Distance,
-    ) -> None:
+    def __init__(self, setup: Setup) -> None:
         super().__init__()
-        self.data = data
-        self.seed = config.train.seed
-        self.device = torch.device(config.train.device)
-        self.augment = augment
-        self.world = world
+        self.data = setup.data
+        self.seed = setup.config.train.seed
+        self.device = torch.device(setup.config.train.device)
+        self.augment = setup.augment
+        self.world = setup.world
 
     def embed(
         self, model: SiameseNet, positions: np.ndarray, rng: np.random.Generator
@@ -84,15 +90,9 @@ class SiameseObjective(Objective):
     such as ``contrastive`` (Hadsell et al. 2006).
     """
 
-    def __init__(
-        self,
-        data: LabeledImages,
-        config: Config,
-        augment: Augment | None,
-        world: World,
-        distance: Distance,
-    ) -> None:
-        super().__init__(data, config, augment, world, distance)
+    def __init__(self, setup: Setup) -> None:
+        super().__init__(setup)
+        data, config, distance = setup.data, setup.config, setup.distance
         self.pairs = PairSampler(
             data.labels,
             config.train.batch_size,
@@ -125,15 +125,9 @@ class EpisodicObjective(Objective):
     the loss is cross-entropy over the N classes of the episode.
     """
 
-    def __init__(
-        self,
-        data: LabeledImages,
-        config: Config,
-        augment: Augment | None,
-        world: World,
-        distance: Distance,
-    ) -> None:
-        super().__init__(data, config, augment, world, distance)
+    def __init__(self, setup: Setup) -> None:
+        super().__init__(setup)
+        data, config = setup.data, setup.config
         self.n_way, self.k_shot, self.n_query = (
             config.train.n_way,
             config.train.k_shot,
@@ -167,15 +161,9 @@ class EpisodicObjective(Objective):
 class TripletObjective(Objective):
     """P classes × K images per batch; a loss over ``(embeddings, labels)`` with in-batch mining."""
 
-    def __init__(
-        self,
-        data: LabeledImages,
-        config: Config,
-        augment: Augment | None,
-        world: World,
-        distance: Distance,
-    ) -> None:
-        super().__init__(data, config, augment, world, distance)
+    def __init__(self, setup: Setup) -> None:
+        super().__init__(setup)
+        data, config, distance = setup.data, setup.config, setup.distance
         self.table = ClassTable.from_labels(data.labels)
         self.classes_per_batch = config.train.classes_per_batch
         self.samples_per_class = config.train.samples_per_class
@@ -218,15 +206,9 @@ class ClassifierObjective(Objective):
     are filled in from the data and the model unless the config sets them.
     """
 
-    def __init__(
-        self,
-        data: LabeledImages,
-        config: Config,
-        augment: Augment | None,
-        world: World,
-        distance: Distance,
-    ) -> None:
-        super().__init__(data, config, augment, world, distance)
+    def __init__(self, setup: Setup) -> None:
+        super().__init__(setup)
+        data, config = setup.data, setup.config
         self.batch_size = config.train.batch_size
         accepted = loss_parameters(config.train.loss)
         params = dict(config.train.loss_params)
@@ -283,4 +265,4 @@ def build_objective(
         raise ConfigError(
             f"unknown objective {config.train.objective!r}; choose one of {', '.join(kinds)}"
         )
-    return kinds[config.train.objective](data, config, augment, world or World(), distance)
+    return kinds[config.train.objective](Setup(data, config, augment, world or World(), distance))

@@ -153,6 +153,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "step": self.step,
+            "channels": self.train_data.channels,
             "progress": vars(self.state).copy(),
             "config": self.config.to_dict(),
         }
@@ -314,7 +315,12 @@ def train(
         if newest is not None:
             trainer.restore(newest)
         if world.is_main and not resume:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as failure:
+                raise OSError(
+                    f"cannot create run folder {run_dir}: {failure.strerror}; choose another --run-dir"
+                ) from None
             save_config(config, run_dir / CONFIG)
         model = trainer.run()
         if world.is_main:

@@ -43,8 +43,22 @@ def load_run(run_dir: Path, overrides: list[str] | None = None) -> tuple[Config,
                 "train a new run to change the model or training"
             )
     config = config_from_dict(apply_overrides(values, overrides or []))
-    model = build_model(config, in_channels=_channels(config))
-    model.load_state_dict(state["model"])
+    channels = _channels(config)
+    trained = state.get("channels")
+    if trained is not None and trained != channels:
+        raise ValueError(
+            f"run {run_dir} was trained on {trained}-channel images but the data "
+            f"({config.data.name}) has {channels}; evaluate on {trained}-channel data "
+            f"(data.channels={trained})"
+        )
+    model = build_model(config, in_channels=channels)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as failure:
+        raise ValueError(
+            f"the checkpoint of {run_dir} does not fit the model its config describes "
+            f"({str(failure).splitlines()[0]}); was the config edited after training?"
+        ) from None
     return config, model.eval()
 
 

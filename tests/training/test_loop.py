@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from metriclab.config import ConfigError, resolve_config
 from metriclab.training import NonFiniteLoss, Trainer, checkpoints, load_run, train
@@ -183,3 +184,40 @@ def _tensors(tree, prefix: str = "") -> dict[str, torch.Tensor]:
         for i, value in enumerate(tree):
             found.update(_tensors(value, f"{prefix}/{i}"))
     return found
+
+
+def test_faults_are_one_clear_error(tmp_path: Path, capsys) -> None:
+    from metriclab.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--no-progress", "--run-dir", str(run), *FAST, "train.steps=2"]) == 0
+    capsys.readouterr()
+    # A 1-channel model on 3-channel data.
+    tree = tmp_path / "rgb"
+    for name in ("a", "b", "c", "d"):
+        (tree / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (16, 16), (40 * i, 0, 0)).save(tree / name / f"{i}.png")
+    argv = ["eval", str(run), "--no-progress", "--no-plots", "data.name=image_folder",
+            f"data.path={tree}", "data.channels=3", "eval.n_way=2", "eval.n_query=1"]  # fmt: skip
+    assert main(argv) == 2
+    assert (
+        "trained on 1-channel images but the data (image_folder) has 3" in capsys.readouterr().err
+    )
+    # A truncated checkpoint.
+    newest = checkpoints.latest(run)
+    newest.write_bytes(newest.read_bytes()[:1000])
+    assert main(["eval", str(run), "--no-progress"]) == 2
+    assert "is truncated or corrupt" in capsys.readouterr().err
+    # An unwritable run folder (a path through a regular file), unknown choices.
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["train", "--no-progress", "--run-dir", str(blocker / "run"), "train.steps=1"]) == 2
+    assert "cannot create run folder" in capsys.readouterr().err
+    for override, message in (
+        ("train.objective=magic", "unknown objective 'magic'; choose one of siamese"),
+        ("train.loss=tripplet", "did you mean 'triplet'"),
+        ("model.backbone=conv5", "unknown backbone 'conv5'"),
+    ):
+        assert main(["train", "--no-progress", "--run-dir", str(tmp_path / "x"), override]) == 2
+        assert message in capsys.readouterr().err

@@ -143,17 +143,29 @@ def discover(scripts_dir: Path) -> dict[str, Path]:
     return dict(sorted(found.items(), key=lambda item: (rank.get(item[0], len(ORDER)), item[0])))
 
 
+def wrapped(stdout: str, script: str, quick: bool) -> Section:
+    """A section around the output of a benchmark that prints no ``## `` heading of its own."""
+    title = script.removeprefix("bench_").removesuffix(".py").capitalize()
+    command = f"python scripts/{script}{' --quick' if quick else ''}"
+    return title, (
+        f"## {title}\n\nCommand: `{command}`. Its output as printed (this script does not print "
+        f"its own section yet):\n\n{stdout.strip()}\n"
+    )
+
+
 def run_benchmark(script: Path, quick: bool) -> Section | None:
-    """Run one benchmark in a fresh process; its section, or None if it failed or printed none."""
+    """Run one benchmark in a fresh process; its section, or None if it failed."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, str(script), *(["--quick"] if quick else [])]
     print(f"bench: running {script.name}{' --quick' if quick else ''}", file=sys.stderr, flush=True)
     done = subprocess.run(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    section = section_of(done.stdout) if done.returncode == 0 else None
-    if section is None:
-        why = f"exit status {done.returncode}" if done.returncode else "no '## ' heading printed"
-        print(f"bench: {script.name} failed ({why}); its old section is kept", file=sys.stderr)
-    return section
+    if done.returncode != 0:
+        print(
+            f"bench: {script.name} failed (exit status {done.returncode}); its old section is kept",
+            file=sys.stderr,
+        )
+        return None
+    return section_of(done.stdout) or wrapped(done.stdout, script.name, quick)
 
 
 def run_suite(scripts: dict[str, Path], quick: bool, output: Path, argv: Sequence[str]) -> int:

@@ -117,11 +117,14 @@ def test_run_suite_writes_file_and_keeps_a_failed_benchmarks_old_section(
         "print('threads', os.environ['OMP_NUM_THREADS'])\n"
     )
     (scripts / "bench_eval.py").write_text("raise SystemExit(3)\n")
+    (scripts / "bench_data.py").write_text("print('| load | s |')\n")
     output = tmp_path / "BENCHMARKS.md"
     output.write_text(OLD)
     failed = bench.run_suite(bench.discover(scripts), True, output, ["--quick"])
     text = output.read_text()
     assert failed == 1
+    assert "## Data\n\nCommand: `python scripts/bench_data.py --quick`" in text
+    assert "| load | s |" in text
     assert "## Losses\n\nquick\nthreads 1\n" in text and "diagnostic line" not in text
     assert "Old evaluation prose." in text and "Accuracy 95.1 %." in text
-    assert list(bench.discover(scripts)) == ["losses", "eval"]
+    assert list(bench.discover(scripts)) == ["losses", "eval", "data"]

@@ -18,6 +18,10 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) -e '.[dev]'
 	touch $@
 
+$(VENV)/.installed-bench: $(VENV)/.installed-dev
+	$(PIP) -e '.[bench]'
+	touch $@
+
 setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
 
@@ -31,6 +35,11 @@ test: setup-dev
 lint: setup-dev
 	$(BIN)/ruff check metriclab tests scripts
 	$(BIN)/ruff format --check metriclab tests scripts
+
+# Every scripts/bench_*.py against its peer (easyfsl, PML, scikit-learn); rewrites BENCHMARKS.md.
+# BENCH_ARGS=--quick for a few minutes, BENCH_ARGS="--only eval" for one benchmark.
+bench: setup-dev $(VENV)/.installed-bench
+	OMP_NUM_THREADS=1 $(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -113,9 +113,7 @@ def easyfsl_loader(
     except TypeError:
         with sampler_init_shim():
             sampler = RecordingTaskSampler(dataset, n, k, q, episodes)
-        if not SHIM_NOTED:
-            print("shim: easyfsl's TaskSampler built with Sampler.__init__(data_source) dropped")
-            SHIM_NOTED.append(True)
+        SHIM_NOTED.append(True)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=sampler.episodic_collate_fn)
     return loader, tasks
 
@@ -152,11 +150,12 @@ def time_easyfsl(
     return accuracy, median_time(run, repeats, warmup=False), seen
 
 
-def bench_episodes(episodes: int, repeats: int) -> list[str]:
-    """Markdown rows: easyfsl evaluate vs metriclab evaluate_episodes on identical episodes."""
+def bench_episodes(episodes: int, repeats: int) -> tuple[list[str], list[dict[str, float]]]:
+    """Markdown rows: easyfsl evaluate vs metriclab evaluate_episodes on identical episodes, and
+    per setting the figures the notes quote."""
     features, labels = clustered(100, 40, seed=0)
     embeddings = Embeddings(features, labels, tuple(str(i) for i in range(len(labels))))
-    rows = []
+    rows, facts = [], []
     for n, k, q in SETTINGS:
         theirs, easyfsl_time, tasks = time_easyfsl(features, labels, (n, k, q), episodes, repeats)
         episode_set = episode_set_of(tasks, labels, n, k)
@@ -164,6 +163,8 @@ def bench_episodes(episodes: int, repeats: int) -> list[str]:
         ours = run()
         ours_time = median_time(run, max(repeats, 7))
         resolve_time = median_time(partial(episode_set.resolve, embeddings.item_ids), 7)
+        fresh = episode_set_of(tasks, labels, n, k)  # a new set: its first resolve builds the cache
+        first_resolve = median_time(partial(fresh.resolve, embeddings.item_ids), 1, warmup=False)
         queries = episodes * n * q
         ours_correct = round(float((ours.per_episode * n * q).sum()))
         theirs_correct = round(theirs * queries)
@@ -176,11 +177,19 @@ def bench_episodes(episodes: int, repeats: int) -> list[str]:
             f"| {100 * resolve_time / ours_time:.0f} % | {100 * theirs:.2f} % "
             f"| {100 * ours.mean:.2f} ± {100 * ours.ci95:.2f} % | {same} |"
         )
-    return rows
+        facts.append(
+            {
+                "queries": queries, "items": n * (k + q), "easyfsl_rate": episodes / easyfsl_time,
+                "ratio": easyfsl_time / ours_time, "lookup": resolve_time / ours_time,
+                "first_resolve": first_resolve, "ours_time": ours_time,
+            }
+        )  # fmt: skip
+    return rows, facts
 
 
-def bench_search(n_gallery: int, n_queries: int, k: int, repeats: int) -> list[str]:
-    """Markdown rows: GEMM bound, FaissIndex flat and scikit-learn brute force, L2, same data."""
+def bench_search(n_gallery: int, n_queries: int, k: int, repeats: int) -> tuple[list[str], float]:
+    """Markdown rows: GEMM bound, FaissIndex flat and scikit-learn brute force, L2, same data;
+    and FAISS's time over the GEMM's."""
     from sklearn.neighbors import NearestNeighbors
 
     generator = torch.Generator().manual_seed(1)
@@ -209,18 +218,20 @@ def bench_search(n_gallery: int, n_queries: int, k: int, repeats: int) -> list[s
     agree = float((ids == sk_ids).mean())
     gap = float(np.abs(found - sk_distances).max())
     shape = f"{n_queries:,} × {DIM} · {DIM} × {n_gallery:,}"
+    verdict = "met" if faiss_time <= 2 * gemm_time else "**not met**"
     return [
         f"| fp32 GEMM of the same shape (torch.mm, {shape}) | {gemm_time:.3f} | 1.00× | GEMM bound |",
         f"| metriclab `FaissIndex` flat, `search(k={k})` | {faiss_time:.3f} "
-        f"| {faiss_time / gemm_time:.2f}× | target ≤ 2× |",
+        f"| {faiss_time / gemm_time:.2f}× | target ≤ 2× ({verdict}) |",
         f'| scikit-learn `NearestNeighbors(algorithm="brute")` | {sklearn_time:.3f} '
         f"| {sklearn_time / gemm_time:.2f}× | {sklearn_time / faiss_time:.1f}× FAISS's time; "
         f"same ids {100 * agree:.3f} %, max distance gap {gap:.1e} |",
-    ]
+    ], faiss_time / gemm_time
 
 
-def bench_retrieval(n_items: int, k: int | str | None, repeats: int) -> str:
-    """Markdown row: PML AccuracyCalculator (with its ``k``) vs retrieval_metrics, same data."""
+def bench_retrieval(n_items: int, k: int | str | None, repeats: int) -> tuple[str, float, float]:
+    """Markdown row: PML AccuracyCalculator (with its ``k``) vs retrieval_metrics, same data; the
+    largest difference of the metrics and PML's time over ours."""
     from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
     features, labels = clustered(100, n_items // 100, seed=2)
@@ -233,12 +244,13 @@ def bench_retrieval(n_items: int, k: int | str | None, repeats: int) -> str:
     ours_values = (ours.precision_at_1, ours.r_precision, ours.map_at_r)
     gap = max(abs(theirs[name] - value) for name, value in zip(RETRIEVAL, ours_values, strict=True))
     pml_k = n_items // 100 - 1 if k == "max_bin_count" else n_items - 1
-    return (
+    row = (
         f"| {n_items:,} × {DIM}, 100 classes | `k={k!r}` ({pml_k:,} neighbours) | {pml_time:.3f} "
         f"| {n_items // 100 - 1:,} neighbours | {ours_time:.3f} | {pml_time / ours_time:.1f}× "
         f"| P@1 {ours.precision_at_1:.4f}, R-prec {ours.r_precision:.4f}, MAP@R "
         f"{ours.map_at_r:.4f}; max abs diff {gap:.1e} |"
     )
+    return row, gap, pml_time / ours_time
 
 
 MEMORY_CHILD = """
@@ -271,8 +283,11 @@ print(json.dumps({"imports": imports, "before": before, "peak": peak, "resettabl
 """
 
 
-def bench_memory(n_gallery: int, n_queries: int, chunk: int, threads: int) -> list[str]:
-    """Markdown row: resident memory of a chunked flat search, measured in a fresh process."""
+def bench_memory(
+    n_gallery: int, n_queries: int, chunk: int, threads: int
+) -> tuple[list[str], dict[str, float]]:
+    """Markdown row: resident memory of a chunked flat search, measured in a fresh process; and
+    the measured MiB."""
     done = subprocess.run(
         [sys.executable, "-c", MEMORY_CHILD, str(n_gallery), str(n_queries), str(chunk), str(threads)],
         capture_output=True, text=True, cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -285,7 +300,7 @@ def bench_memory(n_gallery: int, n_queries: int, chunk: int, threads: int) -> li
         f"chunk {chunk:,} | {memory['imports']:,.0f} MiB | {memory['before']:,.0f} MiB "
         f"| {memory['peak']:,.0f} MiB "
         f"| {memory['peak'] - memory['before']:,.0f} MiB | {dense_gib:,.1f} GiB |"
-    ]
+    ], memory
 
 
 def machine(threads: int) -> str:
@@ -304,10 +319,95 @@ def machine(threads: int) -> str:
         )
     )
     return (
-        f"machine: {os.cpu_count()} cores ({model}, {platform.machine()}), python "
-        f"{platform.python_version()}, {threads} thread(s) for torch / FAISS / BLAS; {versions}; "
-        f"faiss GPUs: {faiss.get_num_gpus()}"
+        f"{os.cpu_count()} cores ({model}, {platform.machine()}), python "
+        f"{platform.python_version()}, {threads} thread(s) for torch, FAISS and BLAS; {versions}; "
+        f"FAISS GPUs: {faiss.get_num_gpus()}"
     )
+
+
+def episodes_text(
+    rows: list[str], facts: list[dict[str, float]], episodes: int, repeats: int
+) -> str:
+    """The episodic part of the section: what is compared, the table, the verdict."""
+    shim = (
+        f"easyfsl's `TaskSampler` fails on torch {torch.__version__} (it passes `data_source` to "
+        "`Sampler.__init__`); the benchmark wraps `Sampler.__init__` to drop that argument while "
+        "the sampler is built. "
+        if SHIM_NOTED
+        else ""
+    )
+    queries = " and ".join(f"{f['queries']:,}" for f in facts)
+    rates = sorted(f["easyfsl_rate"] for f in facts)
+    items = " and ".join(str(f["items"]) for f in facts)
+    lookup = " and ".join(f"{100 * f['lookup']:.0f} %" for f in facts)
+    first = " and ".join(f"{1e3 * f['first_resolve']:.0f} ms" for f in facts)
+    whole = " and ".join(f"{1e3 * f['ours_time']:.0f} ms" for f in facts)
+    target = "met" if min(f["ratio"] for f in facts) >= 1000 else "**not met**"
+    return f"""**Episodic accuracy on identical episodes** ({episodes} episodes per setting). easyfsl's
+`evaluate` + `PrototypicalNetworks` run over a `FeaturesDataset` (100 classes × 40 precomputed
+vectors) with its `TaskSampler`. {shim}The sampler records each task it yields; those exact tasks
+become an `EpisodeSet` and metriclab's `evaluate_episodes(embeddings, episode_set, "prototype",
+distance=L2())` scores them. "identical" compares the numbers of correct queries ({queries}
+queries). Times are medians of {repeats} runs ({max(repeats, 7)} for metriclab).
+
+| setting | episodes | easyfsl `evaluate` (episodes/s) | metriclab `evaluate_episodes` (episodes/s) | ratio | of which id lookup | easyfsl accuracy | metriclab accuracy ± CI95 | identical |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |
+{chr(10).join(rows)}
+
+The issue's target of ≥ 1000× is {target}. Here easyfsl scores {rates[0]:,.0f}–{rates[-1]:,.0f}
+episodes/s on precomputed features, not the 65–130/s the issue quotes, so 1000× would need about
+{1e6 / (1000 * rates[-1]):.1f} µs per episode, less than the time it takes just to gather the
+{items} vectors of {4 * DIM} bytes each that an episode touches. Resolving the episodes' string
+item ids (`EpisodeSet.resolve`) takes {lookup} of metriclab's time ("id lookup"): the set keeps
+its id vocabulary after the first call, and each call searches only those distinct ids. The
+first call on a new set builds that vocabulary: {first}, against {whole} for a whole
+`evaluate_episodes` run. The rest is one batched gather and one batched GEMM for each chunk of
+256 episodes.
+"""
+
+
+def search_text(rows: list[str], n_gallery: int, n_queries: int) -> str:
+    return f"""**Exact kNN search** (L2, k = 10, {n_gallery:,} × {DIM} gallery, {n_queries:,} queries). The GEMM
+row is what any exact search has to do at minimum: a `torch.mm` of the same shape, run in
+1,024-query blocks into a reused buffer.
+
+| method | time (s) | / GEMM time | note |
+| --- | ---: | ---: | --- |
+{chr(10).join(rows)}
+"""
+
+
+def retrieval_text(results: list[tuple[str, float, float]]) -> str:
+    gap = max(result[1] for result in results)
+    return f"""**Retrieval metrics** (leave-one-out precision@1, R-precision and MAP@R, L2). The values agree
+with PML's to {gap:.1e} or better.
+
+| data | PML AccuracyCalculator | PML (s) | metriclab `retrieval_metrics` | metriclab (s) | ratio | values |
+| --- | --- | ---: | --- | ---: | ---: | --- |
+{chr(10).join(result[0] for result in results)}
+
+At equal k (first row, {results[0][2]:.1f}×) both run the same FAISS flat search. The gain in the
+second row comes only from metriclab asking for no more neighbours than the metrics need (the
+largest class size), whereas PML's default asks for every item.
+"""
+
+
+def memory_text(rows: list[str], memory: dict[str, float], n_gallery: int, chunk: int) -> str:
+    rise = memory["peak"] - memory["before"]
+    return f"""**Memory of a chunked search** ({n_gallery:,} × {DIM} gallery, k = 10, {chunk:,} queries per
+chunk), measured in a fresh process. The resident-set high-water mark (VmHWM) was reset after the
+index was built, so the peak belongs to the search alone.
+
+| search | resident after imports | resident before search | peak during search | rise | a dense distance matrix would need |
+| --- | ---: | ---: | ---: | ---: | ---: |
+{chr(10).join(rows)}
+
+The search raised the peak by {rise:,.0f} MiB above what the process held before it (the imports
+plus the {n_gallery * DIM * 4 / 2**20:,.0f} MiB index). Memory that the build freed and the
+allocator kept may have been reused, so the "rise" is a lower bound on the search's working set.
+That working set depends on the chunk size and not on the gallery size: each chunk holds only its
+own queries and their k results, and FAISS goes through the gallery in fixed-size blocks.
+"""
 
 
 def main() -> None:
@@ -319,47 +419,37 @@ def main() -> None:
     faiss.omp_set_num_threads(args.threads)
     threadpool_limits(args.threads)
     quick = args.quick
-    print(machine(args.threads))
-    print("shared, noisy machine: medians of repeats; read the ratios, not the absolute times\n")
-
     episodes, repeats = (200, 2) if quick else (1000, 3)
-    print(
-        "Episodic accuracy, ProtoNet (L2 to class means), on the episodes easyfsl's sampler drew:\n"
-    )
-    rows = bench_episodes(episodes, repeats)
-    print(
-        "| setting | episodes | easyfsl `evaluate` (episodes/s) | metriclab `evaluate_episodes` "
-        "(episodes/s) | ratio | of which id lookup | easyfsl accuracy | metriclab accuracy ± CI95 "
-        "| identical |"
-    )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |")
-    print("\n".join(rows), flush=True)
-
+    parts = [episodes_text(*bench_episodes(episodes, repeats), episodes, repeats)]
     n_gallery, n_queries = (20_000, 2_000) if quick else (100_000, 10_000)
-    print(f"\nExact kNN search, L2, {n_gallery:,} × {DIM} gallery, {n_queries:,} queries:\n")
-    print("| method | time (s) | / GEMM time | note |")
-    print("| --- | ---: | ---: | --- |")
-    print("\n".join(bench_search(n_gallery, n_queries, 10, repeats)), flush=True)
-
-    print("\nRetrieval metrics (leave-one-out precision@1, R-precision, MAP@R), L2:\n")
-    print(
-        "| data | PML AccuracyCalculator | PML (s) | metriclab `retrieval_metrics` | metriclab (s) "
-        "| ratio | values |"
+    parts.append(
+        search_text(bench_search(n_gallery, n_queries, 10, repeats)[0], n_gallery, n_queries)
     )
-    print("| --- | --- | ---: | --- | ---: | ---: | --- |")
-    print(bench_retrieval(3_000 if quick else 10_000, "max_bin_count", repeats), flush=True)
-    print(bench_retrieval(2_000 if quick else 5_000, None, repeats), flush=True)
-
+    retrieval = [
+        bench_retrieval(3_000 if quick else 10_000, "max_bin_count", repeats),
+        bench_retrieval(2_000 if quick else 5_000, None, repeats),
+    ]
+    parts.append(retrieval_text(retrieval))
     n_gallery, n_queries, chunk = (100_000, 2_048, 512) if quick else (1_000_000, 4_096, 1_024)
-    print(
-        "\nPeak memory of a chunked flat search (fresh process, high-water mark reset after build):\n"
+    parts.append(
+        memory_text(*bench_memory(n_gallery, n_queries, chunk, args.threads), n_gallery, chunk)
     )
-    print(
-        "| search | resident after imports | resident before search | peak during search | rise "
-        "| a dense distance matrix would need |"
+    command = " ".join(["python scripts/bench_eval.py", *sys.argv[1:]])
+    mode = (
+        "quick mode; the full run (without `--quick`) takes a few minutes"
+        if quick
+        else ("full run; `--quick` takes under a minute")
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    print("\n".join(bench_memory(n_gallery, n_queries, chunk, args.threads)))
+    print(f"""## Evaluation
+
+Command (from the repository root; `PYTHONPATH=.` makes this checkout's metriclab the one
+imported): `PYTHONPATH=. OMP_NUM_THREADS=1 {command}` ({mode}).
+
+Machine: {machine(args.threads)}. The machine was shared with other jobs and was noisy: times
+are medians of several runs; read the ratios, not the absolute times. Inputs are synthetic
+clustered float32 embeddings, D = {DIM}, generated from fixed seeds.
+""")
+    print("\n".join(parts), end="")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -136,20 +137,41 @@ class EpisodeSet:
             },
         )
 
+    @cached_property
+    def _vocabulary(self) -> tuple[np.ndarray, np.ndarray]:
+        """The sorted distinct item ids ``(V,)`` and, for support then query items flattened, the
+        index of each in them ``(E·N·K + E·N·Q,)``; computed once, as the set is frozen."""
+        items = np.concatenate([self.support.ravel(), self.query.ravel()]).astype(str)
+        vocabulary, inverse = np.unique(items, return_inverse=True)
+        return vocabulary, inverse.reshape(-1)
+
     def resolve(self, item_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Positions of the support ``(E, N, K)`` and query ``(E, N, Q)`` items within ``item_ids``.
 
-        Raises ``ValueError`` naming the first id that ``item_ids`` lacks.
+        A duplicated id resolves to its last position. Raises ``ValueError`` naming the first
+        (in sorted order) id that ``item_ids`` lacks.
         """
-        lookup = {item: position for position, item in enumerate(item_ids)}
-        missing = next((i for i in self.item_ids if i not in lookup), None)
-        if missing is not None:
+        # Only the V distinct ids are searched, in the data's sorted ids; a per-item dict lookup
+        # over all E·N·(K+Q) items was a third of the time of episodic evaluation.
+        vocabulary, inverse = self._vocabulary
+        ids = np.asarray(item_ids, dtype=str)
+        order = np.argsort(ids, kind="stable")  # stable: equal ids keep their order, last wins
+        ranked = ids[order]
+        slot = np.searchsorted(ranked, vocabulary, side="right") - 1
+        found = slot >= 0
+        if len(ranked):
+            found &= ranked[slot.clip(0)] == vocabulary
+        if not found.all():
             raise ValueError(
-                f"episode item {missing!r} is not in the data; evaluate on the data set "
-                f"the episodes were made from ({self.meta.get('data', 'unknown')})"
+                f"episode item {vocabulary[~found][0].item()!r} is not in the data; evaluate on "
+                f"the data set the episodes were made from ({self.meta.get('data', 'unknown')})"
             )
-        find = np.vectorize(lookup.__getitem__, otypes=[np.int64])
-        return find(self.support), find(self.query)
+        positions = order[slot].astype(np.int64)[inverse]
+        split = self.support.size
+        return (
+            positions[:split].reshape(self.support.shape),
+            positions[split:].reshape(self.query.shape),
+        )
 
     def check(self, data: LabeledImages, source: str = "episode set") -> None:
         """Raise unless every item is in ``data`` under the class the episodes give it."""

@@ -105,29 +105,36 @@ def decode_one(
     return 255 - array if invert else array
 
 
-def _read_and_decode(
-    reader: _Reader, entry: ImageEntry, size: int | None, channels: int, invert: bool
-) -> np.ndarray:
-    try:
-        data = reader.read(entry)
-    except (OSError, zipfile.BadZipFile, zlib.error, KeyError, NotImplementedError) as failure:
-        reason = getattr(failure, "strerror", None) or failure
-        raise ValueError(f"cannot read image {entry.origin} ({reason}); check the file") from None
-    return decode_one(data, entry.origin, size, channels, invert)
+@dataclass(frozen=True)
+class _Decoding:
+    """How every image of one load is decoded (see :func:`decode_one`)."""
+
+    size: int | None
+    channels: int
+    invert: bool
+
+    def __call__(self, reader: _Reader, entry: ImageEntry) -> np.ndarray:
+        try:
+            data = reader.read(entry)
+        except (OSError, zipfile.BadZipFile, zlib.error, KeyError, NotImplementedError) as failure:
+            reason = getattr(failure, "strerror", None) or failure
+            raise ValueError(
+                f"cannot read image {entry.origin} ({reason}); check the file"
+            ) from None
+        return decode_one(data, entry.origin, self.size, self.channels, self.invert)
 
 
 def _decode_chunk(
+    decoding: _Decoding,
     reader: _Reader,
     entries: list[ImageEntry],
     start: int,
     out: np.ndarray,
     first: str,
-    size: int | None,
-    channels: int,
-    invert: bool,
 ) -> int:
+    """Decode ``entries`` into ``out[start:]``; each must have the shape of ``out[0]`` (``first``)."""
     for offset, entry in enumerate(entries):
-        array = _read_and_decode(reader, entry, size, channels, invert)
+        array = decoding(reader, entry)
         if array.shape != out.shape[1:]:
             raise ValueError(
                 f"images differ in size: {entry.origin} is {array.shape[2]}×{array.shape[1]} "
@@ -147,8 +154,10 @@ def decode_entries(
 ) -> torch.Tensor:
     """Decode ``entries`` in order into a uint8 ``(N, C, H, W)`` tensor with a thread pool.
 
-    PIL releases the GIL while it inflates and resamples, so threads scale with cores. With
-    ``size=None`` every image must have the size of the first one.
+    PIL releases the GIL while it inflates and resamples, which lets threads overlap on large
+    images; on tiny files such as Omniglot's 105×105 1-bit PNGs its Python-level parsing
+    dominates and threads gain little (BENCHMARKS.md). With ``size=None`` every image must have
+    the size of the first one. ``workers`` defaults to the number of CPU cores.
     """
     if not entries:
         raise ValueError("there are no images to decode")
@@ -156,28 +165,26 @@ def decode_entries(
         raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
     if size is not None and size < 1:
         raise ValueError(f"size must be a positive number of pixels, got {size}")
-    workers = workers or os.cpu_count() or 1
+    decoding = _Decoding(size, channels, invert)
     reader = _Reader()
     try:
-        first = _read_and_decode(reader, entries[0], size, channels, invert)
+        first = decoding(reader, entries[0])
         out = np.empty((len(entries), *first.shape), dtype=np.uint8)
         out[0] = first
         with (
-            ThreadPoolExecutor(max_workers=workers) as pool,
+            ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool,
             tqdm(total=len(entries), disable=not progress, desc="decoding", unit="img") as bar,
         ):
             bar.update(1)
             futures: list[Future[int]] = [
                 pool.submit(
                     _decode_chunk,
+                    decoding,
                     reader,
                     entries[s : s + _CHUNK],
                     s,
                     out,
                     entries[0].origin,
-                    size,
-                    channels,
-                    invert,
                 )
                 for s in range(1, len(entries), _CHUNK)
             ]

@@ -1,9 +1,9 @@
 """A decoded-image cache file, so that the second load of a data set takes milliseconds.
 
 Where it lives (``cache=True``): next to the data — inside the data folder, or beside the zip or
-CSV file — as ``.metriclab-cache-<digest>.npz``; when that folder cannot be written (read-only),
-in the user cache directory (``$METRICLAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/metriclab``, else
-``~/.cache/metriclab``). ``cache=<folder>`` puts it in that folder; ``cache=False`` turns it off.
+CSV file — as ``.metriclab-cache-<digest>.npz``; when that folder has no write permission bits
+(read-only, even for root) or writing fails, in the user cache directory
+(``$METRICLAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/metriclab``, else ``~/.cache/metriclab``). ``cache=<folder>`` puts it in that folder; ``cache=False`` turns it off.
 
 The file name depends on the request (the sources, the loader and its selection, size, channels,
 inversion); the file holds a content key over every image's id and stamp (size + mtime for files,
@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import warnings
 import zipfile
 from collections.abc import Sequence
@@ -53,20 +54,22 @@ def content_key(entries: Sequence[ImageEntry], settings: dict[str, object]) -> s
 
 def cache_files(
     sources: Sequence[Path], request: dict[str, object], cache: bool | str | Path
-) -> list[Path]:
-    """Candidate cache files, in the order they are read and tried for writing."""
+) -> list[tuple[Path, bool]]:
+    """Candidate cache files in lookup order, each with whether it may be written."""
     if cache is False:
         return []
     absolute = [str(Path(s).resolve()) for s in sources]
     shared_name = f"{_digest([_FORMAT, absolute, request])}.npz"
     if cache is not True:
-        return [Path(cache) / shared_name]
+        return [(Path(cache) / shared_name, True)]
     anchor = Path(absolute[0])
     folder = anchor if anchor.is_dir() else anchor.parent
     # Relative names keep the cache valid when the whole data folder is moved.
     relative = [os.path.relpath(s, folder) for s in absolute]
     beside = folder / f".metriclab-cache-{_digest([_FORMAT, relative, request])}.npz"
-    return [beside, user_cache_dir() / shared_name]
+    # A folder without write bits is read-only by intent even for root, whom os.access lets write.
+    writable = bool(stat.S_IMODE(folder.stat().st_mode) & 0o222)
+    return [(beside, writable), (user_cache_dir() / shared_name, True)]
 
 
 def read_cache(path: Path, key: str, count: int) -> torch.Tensor | None:
@@ -110,14 +113,15 @@ def cached_decode(
     settings = {"size": size, "channels": channels, "invert": invert}
     key = content_key(entries, settings)
     candidates = cache_files(sources, {**request, **settings}, cache)
-    for path in candidates:
+    for path, _ in candidates:
         images = read_cache(path, key, len(entries))
         if images is not None:
             return images
     images = decode_entries(entries, size, channels, invert, progress, workers)
-    if candidates and not any(write_cache(path, key, images) for path in candidates):
+    targets = [path for path, writable in candidates if writable]
+    if targets and not any(write_cache(path, key, images) for path in targets):
         warnings.warn(
-            f"could not write an image cache to {' or '.join(map(str, candidates))}; the next "
+            f"could not write an image cache to {' or '.join(map(str, targets))}; the next "
             f"load decodes again (pass cache=<writable folder> or cache=False)",
             stacklevel=3,
         )

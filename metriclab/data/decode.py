@@ -56,26 +56,28 @@ class ImageEntry:
 
 
 class _Reader:
-    """Reads entry bytes; each thread gets its own zip handles, closed together at the end."""
+    """Reads entry bytes; each zip archive is opened once and read under its own lock.
+
+    Opening an archive parses its whole central directory, so one handle per thread would
+    repeat that work; a member read is ~20 µs, so serialising reads costs nothing measurable.
+    """
 
     def __init__(self) -> None:
-        self._local = threading.local()
-        self._opened: list[zipfile.ZipFile] = []
+        self._archives: dict[Path, tuple[zipfile.ZipFile, threading.Lock]] = {}
         self._lock = threading.Lock()
 
     def read(self, entry: ImageEntry) -> bytes:
         if entry.member is None:
             return entry.file.read_bytes()
-        archives: dict[Path, zipfile.ZipFile] = self._local.__dict__.setdefault("archives", {})
-        if entry.file not in archives:
-            archive = zipfile.ZipFile(entry.file)
-            with self._lock:
-                self._opened.append(archive)
-            archives[entry.file] = archive
-        return archives[entry.file].read(entry.member)
+        with self._lock:
+            if entry.file not in self._archives:
+                self._archives[entry.file] = (zipfile.ZipFile(entry.file), threading.Lock())
+            archive, lock = self._archives[entry.file]
+        with lock:
+            return archive.read(entry.member)
 
     def close(self) -> None:
-        for archive in self._opened:
+        for archive, _ in self._archives.values():
             archive.close()
 
 
@@ -103,33 +105,40 @@ def decode_one(
     return 255 - array if invert else array
 
 
-def _read_and_decode(
-    reader: _Reader, entry: ImageEntry, size: int | None, channels: int, invert: bool
-) -> np.ndarray:
-    try:
-        data = reader.read(entry)
-    except (OSError, zipfile.BadZipFile, zlib.error, KeyError, NotImplementedError) as failure:
-        reason = getattr(failure, "strerror", None) or failure
-        raise ValueError(f"cannot read image {entry.origin} ({reason}); check the file") from None
-    return decode_one(data, entry.origin, size, channels, invert)
+@dataclass(frozen=True)
+class _Decoding:
+    """How every image of one load is decoded (see :func:`decode_one`)."""
+
+    size: int | None
+    channels: int
+    invert: bool
+
+    def __call__(self, reader: _Reader, entry: ImageEntry) -> np.ndarray:
+        try:
+            data = reader.read(entry)
+        except (OSError, zipfile.BadZipFile, zlib.error, KeyError, NotImplementedError) as failure:
+            reason = getattr(failure, "strerror", None) or failure
+            raise ValueError(
+                f"cannot read image {entry.origin} ({reason}); check the file"
+            ) from None
+        return decode_one(data, entry.origin, self.size, self.channels, self.invert)
 
 
 def _decode_chunk(
+    decoding: _Decoding,
     reader: _Reader,
     entries: list[ImageEntry],
     start: int,
     out: np.ndarray,
-    size: int | None,
-    channels: int,
-    invert: bool,
+    first: str,
 ) -> int:
+    """Decode ``entries`` into ``out[start:]``; each must have the shape of ``out[0]`` (``first``)."""
     for offset, entry in enumerate(entries):
-        array = _read_and_decode(reader, entry, size, channels, invert)
+        array = decoding(reader, entry)
         if array.shape != out.shape[1:]:
             raise ValueError(
                 f"images differ in size: {entry.origin} is {array.shape[2]}×{array.shape[1]} "
-                f"but the first image is {out.shape[3]}×{out.shape[2]}; pass a size to resize "
-                f"them all"
+                f"but {first} is {out.shape[3]}×{out.shape[2]}; pass a size to resize them all"
             )
         out[start + offset] = array
     return len(entries)
@@ -145,8 +154,10 @@ def decode_entries(
 ) -> torch.Tensor:
     """Decode ``entries`` in order into a uint8 ``(N, C, H, W)`` tensor with a thread pool.
 
-    PIL releases the GIL while it inflates and resamples, so threads scale with cores. With
-    ``size=None`` every image must have the size of the first one.
+    PIL releases the GIL while it inflates and resamples, which lets threads overlap on large
+    images; on tiny files such as Omniglot's 105×105 1-bit PNGs its Python-level parsing
+    dominates and threads gain little (BENCHMARKS.md). With ``size=None`` every image must have
+    the size of the first one. ``workers`` defaults to the number of CPU cores.
     """
     if not entries:
         raise ValueError("there are no images to decode")
@@ -154,20 +165,26 @@ def decode_entries(
         raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
     if size is not None and size < 1:
         raise ValueError(f"size must be a positive number of pixels, got {size}")
-    workers = workers or os.cpu_count() or 1
+    decoding = _Decoding(size, channels, invert)
     reader = _Reader()
     try:
-        first = _read_and_decode(reader, entries[0], size, channels, invert)
+        first = decoding(reader, entries[0])
         out = np.empty((len(entries), *first.shape), dtype=np.uint8)
         out[0] = first
         with (
-            ThreadPoolExecutor(max_workers=workers) as pool,
+            ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool,
             tqdm(total=len(entries), disable=not progress, desc="decoding", unit="img") as bar,
         ):
             bar.update(1)
             futures: list[Future[int]] = [
                 pool.submit(
-                    _decode_chunk, reader, entries[s : s + _CHUNK], s, out, size, channels, invert
+                    _decode_chunk,
+                    decoding,
+                    reader,
+                    entries[s : s + _CHUNK],
+                    s,
+                    out,
+                    entries[0].origin,
                 )
                 for s in range(1, len(entries), _CHUNK)
             ]

@@ -95,24 +95,9 @@ class LabeledImages:
         Either ``test_classes`` names the held-out classes, or ``test_fraction`` of the classes
         (rounded, at least one on each side) is drawn at random with ``seed``.
         """
-        if test_classes is not None:
-            unknown = [c for c in test_classes if c not in self.class_names]
-            if unknown:
-                raise ValueError(
-                    f"test_classes names {unknown[0]!r}, which is not a class; "
-                    f"valid classes: {', '.join(self.class_names[:20])}"
-                )
-            test = sorted(self.class_names.index(c) for c in test_classes)
-        else:
-            if not 0.0 < test_fraction < 1.0:
-                raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
-            n_test = min(max(round(self.num_classes * test_fraction), 1), self.num_classes - 1)
-            rng = np.random.default_rng(seed)
-            test = sorted(rng.permutation(self.num_classes)[:n_test].tolist())
-        if not test or len(test) == self.num_classes:
-            raise ValueError("a class split needs at least one class on each side")
-        train = [c for c in range(self.num_classes) if c not in set(test)]
-        return self.select_classes(train), self.select_classes(test)
+        return self._split_off(
+            self._pick_classes(test_classes, test_fraction, seed, "test_classes", "test_fraction")
+        )
 
     def split_groups(
         self,
@@ -125,13 +110,8 @@ class LabeledImages:
         Either ``test_groups`` names the held-out groups, or ``test_fraction`` of the groups present
         (rounded, at least one on each side) is drawn at random with ``seed``.
         """
-        test = self._pick_groups(test_groups, test_fraction, seed, argument="test_groups")
-        in_test = torch.isin(self.groups, torch.as_tensor(test, dtype=torch.int64))
-        test_classes = torch.nonzero(in_test).flatten().tolist()
-        train_classes = torch.nonzero(~in_test).flatten().tolist()
-        if not train_classes or not test_classes:
-            raise ValueError("a group split needs at least one class on each side")
-        return self.select_classes(train_classes), self.select_classes(test_classes)
+        groups = self._pick_groups(test_groups, test_fraction, seed, "test_groups", "test_fraction")
+        return self._split_off(self._classes_in(groups))
 
     def split_validation(
         self,
@@ -157,35 +137,75 @@ class LabeledImages:
                 f"{', '.join(given) or 'none'}"
             )
         if groups is not None:
-            return self.split_groups(test_groups=groups)
-        if classes is not None:
-            return self.split_classes(test_classes=classes)
-        return self.split_classes(test_fraction=fraction, seed=seed)
+            held_out = self._classes_in(self._pick_groups(groups, None, seed, "groups", "fraction"))
+        else:
+            held_out = self._pick_classes(classes, fraction, seed, "classes", "fraction")
+        return self._split_off(held_out)
+
+    def _split_off(self, held_out: list[int]) -> tuple[LabeledImages, LabeledImages]:
+        """(the other classes, the ``held_out`` classes), each with at least one class."""
+        if not held_out or len(held_out) == self.num_classes:
+            raise ValueError("a class split needs at least one class on each side")
+        kept = sorted(set(range(self.num_classes)) - set(held_out))
+        return self.select_classes(kept), self.select_classes(held_out)
+
+    def _pick_classes(
+        self,
+        names: Sequence[str] | None,
+        fraction: float | None,
+        seed: int,
+        names_argument: str,
+        fraction_argument: str,
+    ) -> list[int]:
+        if names is not None:
+            unknown = [c for c in names if c not in self.class_names]
+            if unknown:
+                more = ", …" if self.num_classes > 20 else ""
+                raise ValueError(
+                    f"{names_argument} names {unknown[0]!r}, which is not a class; "
+                    f"valid classes: {', '.join(self.class_names[:20])}{more}"
+                )
+            return sorted(self.class_names.index(c) for c in names)
+        return _draw(list(range(self.num_classes)), fraction, seed, fraction_argument)
+
+    def _classes_in(self, groups: list[int]) -> list[int]:
+        in_groups = torch.isin(self.groups, torch.as_tensor(groups, dtype=torch.int64))
+        return torch.nonzero(in_groups).flatten().tolist()
 
     def _pick_groups(
-        self, names: Sequence[str] | None, fraction: float | None, seed: int, argument: str
+        self,
+        names: Sequence[str] | None,
+        fraction: float | None,
+        seed: int,
+        names_argument: str,
+        fraction_argument: str,
     ) -> list[int]:
         if self.groups is None:
             raise ValueError(
-                f"{self.description or 'this data set'} has no groups; use split_classes instead"
+                f"{self.description or 'this data set'} has no groups; split by classes instead"
             )
         present = sorted(set(self.groups.tolist()))
         if (names is None) == (fraction is None):
-            raise ValueError(f"give exactly one of {argument} or test_fraction")
-        if names is not None:
-            valid = [self.group_names[g] for g in present]
-            unknown = [name for name in names if name not in valid]
-            if unknown:
-                raise ValueError(
-                    f"{argument} names {unknown[0]!r}, which is not a group of this data; "
-                    f"valid groups: {', '.join(valid)}"
-                )
-            return sorted(self.group_names.index(name) for name in names)
-        if not 0.0 < fraction < 1.0:
-            raise ValueError(f"test_fraction must lie in (0, 1), got {fraction}")
-        n_test = min(max(round(len(present) * fraction), 1), len(present) - 1)
-        rng = np.random.default_rng(seed)
-        return sorted(present[i] for i in rng.permutation(len(present))[:n_test].tolist())
+            raise ValueError(f"give exactly one of {names_argument} or {fraction_argument}")
+        if names is None:
+            return _draw(present, fraction, seed, fraction_argument)
+        valid = [self.group_names[g] for g in present]
+        unknown = [name for name in names if name not in valid]
+        if unknown:
+            raise ValueError(
+                f"{names_argument} names {unknown[0]!r}, which is not a group of this data; "
+                f"valid groups: {', '.join(valid)}"
+            )
+        return sorted(self.group_names.index(name) for name in names)
+
+
+def _draw(candidates: list[int], fraction: float | None, seed: int, argument: str) -> list[int]:
+    """``fraction`` of ``candidates`` (rounded, at least one, never all) drawn with ``seed``."""
+    if fraction is None or not 0.0 < fraction < 1.0:
+        raise ValueError(f"{argument} must lie in (0, 1), got {fraction}")
+    count = min(max(round(len(candidates) * fraction), 1), len(candidates) - 1)
+    rng = np.random.default_rng(seed)
+    return sorted(candidates[i] for i in rng.permutation(len(candidates))[:count].tolist())
 
 
 def require_min_per_class(data: LabeledImages, n: int, purpose: str) -> None:

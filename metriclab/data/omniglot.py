@@ -90,7 +90,8 @@ def folder_entries(root: Path) -> list[ImageEntry]:
                 continue
             if _CHARACTER.fullmatch(folder.name) and name.lower().endswith(".png"):
                 stat = path.stat()
-                entry = _entry(path.parts, path, None, f"{stat.st_size}:{stat.st_mtime_ns}")
+                # Only the last three parts: the data may live below a hidden folder (~/.cache).
+                entry = _entry(path.parts[-3:], path, None, f"{stat.st_size}:{stat.st_mtime_ns}")
                 if entry is not None:
                     entries.append(entry)
     if not entries:
@@ -105,6 +106,10 @@ def _source_entries(path: Path) -> list[ImageEntry]:
     if path.is_dir():
         return folder_entries(path)
     if path.is_file():
+        if path.suffix.lower() != ".zip" and not zipfile.is_zipfile(path):
+            raise ValueError(
+                f"{path} is neither a folder nor a zip archive; pass an Omniglot folder or zip"
+            )
         return zip_entries(path, strict=True)
     raise FileNotFoundError(
         f"Omniglot path {path} does not exist; put images_background.zip and "

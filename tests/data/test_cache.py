@@ -131,20 +131,45 @@ def test_cache_folder_and_off_switch(tmp_path: Path, decodes: list[int]) -> None
     assert len(decodes) == 3 and len(list((tmp_path / "elsewhere").glob("*.npz"))) == 1
 
 
-def test_unwritable_data_folder_falls_back_to_the_user_cache(
+def test_read_only_data_folder_falls_back_to_the_user_cache(
+    tmp_path: Path, decodes: list[int]
+) -> None:
+    """A folder without write bits is left alone even by root (who could write into it)."""
+    write_tree(tmp_path / "data")
+    (tmp_path / "data").chmod(0o555)
+    try:
+        load(tmp_path / "data")
+        load(tmp_path / "data")
+    finally:
+        (tmp_path / "data").chmod(0o755)
+    assert len(decodes) == 1 and not cache_files(tmp_path / "data")
+    assert len(list((tmp_path / "user-cache").glob("*.npz"))) == 1
+
+
+def test_a_failed_write_beside_the_data_falls_back_to_the_user_cache(
     tmp_path: Path, decodes: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_tree(tmp_path / "data")
     real = cache_module.write_cache
 
-    def read_only_beside_data(path: Path, key: str, images: torch.Tensor) -> bool:
+    def failing_beside_data(path: Path, key: str, images: torch.Tensor) -> bool:
         return False if path.parent == tmp_path / "data" else real(path, key, images)
 
-    monkeypatch.setattr(cache_module, "write_cache", read_only_beside_data)
+    monkeypatch.setattr(cache_module, "write_cache", failing_beside_data)
     load(tmp_path / "data")
     load(tmp_path / "data")
     assert len(decodes) == 1
     assert len(list((tmp_path / "user-cache").glob("*.npz"))) == 1
+
+
+def test_nowhere_to_write_warns_and_still_loads(
+    tmp_path: Path, decodes: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_tree(tmp_path / "data")
+    monkeypatch.setattr(cache_module, "write_cache", lambda path, key, images: False)
+    with pytest.warns(UserWarning, match="could not write an image cache"):
+        data = load(tmp_path / "data")
+    assert decodes == [len(data)]
 
 
 def test_moving_the_data_folder_keeps_its_cache(tmp_path: Path, decodes: list[int]) -> None:

@@ -60,7 +60,10 @@ def test_grey_conversion_matches_pil(tmp_path: Path) -> None:
 def test_mixed_sizes_need_a_size(tmp_path: Path) -> None:
     write_folder(tmp_path)
     Image.fromarray(colour_image(9, size=(8, 7))).save(tmp_path / "dog" / "big.png")
-    with pytest.raises(ValueError, match=r"images differ in size: .*big\.png is 8×7.*pass a size"):
+    with pytest.raises(
+        ValueError,
+        match=r"images differ in size: .*big\.png is 8×7 but .*cat/a\.png is 6×5; pass a size",
+    ):
         load_folder(tmp_path)
     data = load_folder(tmp_path, size=4)
     assert data.images.shape == (5, 3, 4, 4)

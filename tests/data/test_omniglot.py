@@ -142,6 +142,23 @@ def test_zip_that_is_not_omniglot(tmp_path: Path) -> None:
         load(tmp_path / "broken.zip")
 
 
+def test_junk_is_skipped_but_hidden_parent_folders_are_fine(tmp_path: Path) -> None:
+    ids = write_zip(tmp_path / "set.zip", "set", ["Beta"])
+    with zipfile.ZipFile(tmp_path / "set.zip", "a") as out:  # what macOS's Finder adds
+        out.writestr("__MACOSX/set/Beta/character01/._0201_01.png", b"resource fork")
+    assert sorted(load(tmp_path / "set.zip").item_ids) == sorted(ids)
+    hidden = write_tree(tmp_path / ".cache" / "omniglot", ["Gamma"])
+    (tmp_path / ".cache" / "omniglot" / "Gamma" / ".character01").mkdir()
+    (tmp_path / ".cache" / "omniglot" / "Gamma" / ".character01" / "0301_01.png").write_bytes(b"x")
+    assert sorted(load(tmp_path / ".cache" / "omniglot").item_ids) == sorted(hidden)
+
+
+def test_a_file_that_is_not_a_zip(tmp_path: Path) -> None:
+    (tmp_path / "labels.csv").write_text("a,b\n")
+    with pytest.raises(ValueError, match=r"labels\.csv is neither a folder nor a zip archive"):
+        load(tmp_path / "labels.csv")
+
+
 def test_folder_without_omniglot(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match="no Omniglot images in"):

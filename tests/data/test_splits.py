@@ -59,7 +59,7 @@ def test_split_groups_unknown_lists_the_valid_ones() -> None:
 
 
 def test_split_groups_needs_groups_and_one_side_each() -> None:
-    with pytest.raises(ValueError, match="has no groups; use split_classes"):
+    with pytest.raises(ValueError, match="has no groups; split by classes instead"):
         tiny_images().split_groups(test_groups=["a"])
     with pytest.raises(ValueError, match="at least one class on each side"):
         alphabet_data().split_groups(test_groups=list(ALPHABETS))
@@ -97,6 +97,12 @@ def test_validation_by_classes_or_groups() -> None:
     fit, validation = train.split_validation(groups=["Tagalog"])
     assert alphabets_of(validation) == {"Tagalog"}
     check_partition(train, fit, validation)
+    with pytest.raises(ValueError, match="^groups names 'Latin'.*valid groups: Greek, Korean"):
+        train.split_validation(groups=["Latin"])
+    with pytest.raises(ValueError, match="^classes names 'Latin/character00', which is not"):
+        train.split_validation(classes=["Latin/character00"])
+    with pytest.raises(ValueError, match=r"^fraction must lie in \(0, 1\), got 1.5"):
+        train.split_validation(fraction=1.5)
 
 
 def test_validation_takes_exactly_one_way() -> None:

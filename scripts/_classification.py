@@ -124,7 +124,7 @@ def stratified_take(
 def long_tail_counts(n_max: int, num_classes: int, ratio: float) -> np.ndarray:
     """Exponential profile of Cui et al. (CVPR 2019): ``n_c = n_max · ratio^(−c/(C−1))``, ≥ 1."""
     c = np.arange(num_classes)
-    return np.maximum(1, np.floor(n_max * ratio ** (-c / (num_classes - 1)))).astype(np.int64)
+    return np.maximum(1, np.floor(np.round(n_max * ratio ** (-c / (num_classes - 1)), 9))).astype(np.int64)
 
 
 def _batches(data: LabeledImages, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

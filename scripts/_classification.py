@@ -98,11 +98,7 @@ METHODS: dict[str, Callable[[int, int, Settings, int], Objective]] = {
         ),
         c,
     ),
-    **{
-        f"hm(d={d:.0e},g={g})": _hm(d, g)
-        for d in (1e7, 1e9)
-        for g in (0.5, 1.0)
-    },
+    **{f"hm(d={d:.0e},g={g})": _hm(d, g) for d in (1e7, 1e9) for g in (0.5, 1.0)},
 }
 HM_GRID = tuple(name for name in METHODS if name.startswith("hm("))
 
@@ -124,7 +120,9 @@ def stratified_take(
 def long_tail_counts(n_max: int, num_classes: int, ratio: float) -> np.ndarray:
     """Exponential profile of Cui et al. (CVPR 2019): ``n_c = n_max · ratio^(−c/(C−1))``, ≥ 1."""
     c = np.arange(num_classes)
-    return np.maximum(1, np.floor(np.round(n_max * ratio ** (-c / (num_classes - 1)), 9))).astype(np.int64)
+    return np.maximum(1, np.floor(np.round(n_max * ratio ** (-c / (num_classes - 1)), 9))).astype(
+        np.int64
+    )
 
 
 def _batches(data: LabeledImages, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

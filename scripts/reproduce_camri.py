@@ -71,7 +71,9 @@ def main() -> None:
             rows[method][1].append(r.accuracy)
             rows[method][2].append(min(r.recall))
     wall = time.perf_counter() - start
-    print(f"command: `OMP_NUM_THREADS=1 python scripts/reproduce_camri.py{' --quick' if args.quick else ''}`")
+    print(
+        f"command: `OMP_NUM_THREADS=1 python scripts/reproduce_camri.py{' --quick' if args.quick else ''}`"
+    )
     print(f"machine: {core.machine()}; wall time {wall:.0f} s")
     print(
         f"data: digits 16 px; {args.per_class} train images/class per seed from the experiment pool "
@@ -82,13 +84,17 @@ def main() -> None:
     )
     print(
         f"important class: digit {important} (lowest mean CE validation recall over selection "
-        f"seeds {list(sel_seeds)}: " + ", ".join(f"{c}:{v:.2f}" for c, v in enumerate(val_recall)) + ")"
+        f"seeds {list(sel_seeds)}: "
+        + ", ".join(f"{c}:{v:.2f}" for c, v in enumerate(val_recall))
+        + ")"
     )
     print(f"published: {PUBLISHED}\n")
     print("| method | recall of important class | accuracy | worst-class recall |")
     print("|---|---|---|---|")
     for method, (rec, acc, worst) in rows.items():
-        print(f"| {method} | {core.mean_std(rec)} | {core.mean_std(acc)} | {core.mean_std(worst)} |")
+        print(
+            f"| {method} | {core.mean_std(rec)} | {core.mean_std(acc)} | {core.mean_std(worst)} |"
+        )
 
 
 if __name__ == "__main__":

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import _classification as core  # noqa: E402
+import _classification as core
 
-import metriclab as ml  # noqa: E402
+import metriclab as ml
 
 
 @pytest.fixture(scope="module")

@@ -89,11 +89,18 @@ def main() -> None:
         + ")"
     )
     print(f"published: {PUBLISHED}\n")
-    print("| method | recall of important class | accuracy | worst-class recall |")
-    print("|---|---|---|---|")
+    print(
+        "| method | recall of important class | Δ recall vs CE (paired) | accuracy "
+        "| Δ accuracy vs CE (paired) | worst-class recall |"
+    )
+    print("|---|---|---|---|---|---|")
+    ce_rec, ce_acc = np.asarray(rows["ce"][0]), np.asarray(rows["ce"][1])
     for method, (rec, acc, worst) in rows.items():
+        d_rec = core.mean_std(list(np.asarray(rec) - ce_rec))
+        d_acc = core.mean_std(list(np.asarray(acc) - ce_acc))
         print(
-            f"| {method} | {core.mean_std(rec)} | {core.mean_std(acc)} | {core.mean_std(worst)} |"
+            f"| {method} | {core.mean_std(rec)} | {d_rec} | {core.mean_std(acc)} | {d_acc} "
+            f"| {core.mean_std(worst)} |"
         )
 
 

@@ -19,8 +19,8 @@ import numpy as np
 import metriclab as ml
 
 PUBLISHED = (
-    "CUB-200-2011 from scratch, ResNet-50: cosine 67.6 % vs CE 51.9 % top-1 "
-    "(cosine + 0.1·CE 68.3 %); the gap grows as images per class shrink"
+    "CUB-200-2011 from scratch (about 30 images per class): cosine 67.6 % vs CE 51.9 % "
+    "top-1, i.e. about 30 % higher (Barz & Denzler 2020)"
 )
 METHODS = ("ce", "cosine", "cosine+ce")
 

@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from metriclab.atomic import write_text
 from metriclab.config import apply_overrides, config_from_dict
 from metriclab.evaluation import FaissIndex
@@ -48,8 +50,6 @@ def build_gallery(
         names += part.class_names
         ids += part.item_ids
         offset += part.num_classes
-    import torch
-
     index = FaissIndex.build(
         torch.cat(vectors), bundle.distance, kind, labels=torch.cat(labels), item_ids=ids
     )

@@ -28,7 +28,7 @@ from metriclab.data import PairSampler
 from metriclab.data.decode import decode_one
 from metriclab.distances import Distance, WeightedL1, build_distance
 from metriclab.evaluation import embed, verification_metrics
-from metriclab.training import build_data, load_run, split_validation
+from metriclab.training import open_run, split_validation
 
 MANIFEST = "bundle.json"
 TORCHSCRIPT = "embedder.pt"
@@ -76,8 +76,7 @@ def export_bundle(
     """
     if target_far is not None and not 0.0 < target_far < 1.0:
         raise ValueError(f"target_far must lie in (0, 1), got {target_far}")
-    config, model = load_run(run_dir)
-    train, test = build_data(config)
+    config, model, (train, test) = open_run(run_dir)
     _, val = split_validation(train, config)
     calibration, calibrated_on = (
         (val, "validation classes") if val is not None else (test, "unseen test classes")

@@ -8,7 +8,7 @@ from metriclab.training.builders import (
 )
 from metriclab.training.loop import CONFIG, NonFiniteLoss, Trainer, train
 from metriclab.training.objectives import OBJECTIVES, build_objective
-from metriclab.training.runs import RESULTS, evaluate_run, load_run
+from metriclab.training.runs import RESULTS, evaluate_run, load_run, open_run
 
 __all__ = [
     "CONFIG",
@@ -22,6 +22,7 @@ __all__ = [
     "evaluate_run",
     "load_data",
     "load_run",
+    "open_run",
     "split_validation",
     "train",
 ]

@@ -30,21 +30,28 @@ def load_run(run_dir: Path, overrides: list[str] | None = None) -> tuple[Config,
     ``overrides`` (``data.*`` / ``eval.*`` only) point evaluation at another copy of the data
     or change its episodes without touching the trained model.
     """
+    config, model, _ = open_run(run_dir, overrides)
+    return config, model
+
+
+def open_run(
+    run_dir: Path, overrides: list[str] | None = None
+) -> tuple[Config, SiameseNet, tuple[LabeledImages, LabeledImages]]:
+    """The config, the trained model and the (train, test) data of a run, the data loaded once."""
     if not run_dir.is_dir():
         raise FileNotFoundError(
             f"run folder {run_dir} does not exist; pass a folder made by 'metriclab train'"
         )
     state = checkpoints.load(checkpoints.for_evaluation(run_dir))
-    values = state["config"]
     for override in overrides or []:
         if not override.startswith(("data.", "eval.")):
             raise ValueError(
                 f"evaluation can only override data.* and eval.* keys, got {override!r}; "
                 "train a new run to change the model or training"
             )
-    config = config_from_dict(apply_overrides(values, overrides or []))
-    channels = _channels(config)
-    trained = state.get("channels")
+    config = config_from_dict(apply_overrides(state["config"], overrides or []))
+    data = build_data(config)
+    channels, trained = data[0].channels, state.get("channels")
     if trained is not None and trained != channels:
         raise ValueError(
             f"run {run_dir} was trained on {trained}-channel images but the data "
@@ -59,12 +66,7 @@ def load_run(run_dir: Path, overrides: list[str] | None = None) -> tuple[Config,
             f"the checkpoint of {run_dir} does not fit the model its config describes "
             f"({str(failure).splitlines()[0]}); was the config edited after training?"
         ) from None
-    return config, model.eval()
-
-
-def _channels(config: Config) -> int:
-    train, _ = build_data(config)
-    return train.channels
+    return config, model.eval(), data
 
 
 def _scorer(config: Config, model: SiameseNet) -> Scorer:
@@ -108,8 +110,7 @@ def evaluate_run(
     ``eval.episode_files`` and ``episode_files``, kNN / retrieval and verification; writes
     ``results.json`` (or ``json_path``) and, with ``plots``, ``roc.png`` and ``embeddings.png``.
     """
-    config, model = load_run(run_dir, overrides)
-    _, test = build_data(config)
+    config, model, (_, test) = open_run(run_dir, overrides)
     scorer = _scorer(config, model)
     sampled = {}
     if config.eval.episodes:

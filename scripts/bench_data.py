@@ -34,6 +34,7 @@ import torch
 import torchvision
 import torchvision.transforms.v2 as v2
 import torchvision.transforms.v2.functional as TF
+from _timing import median_seconds
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
@@ -41,15 +42,6 @@ from metriclab.data import KochAffine, omniglot, to_float
 from metriclab.models import backbone
 
 SETS = ("images_background_small1.zip", "images_background_small2.zip")
-
-
-def median_seconds(run: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def unpack_for_torchvision(zips: list[Path], root: Path) -> None:

@@ -32,11 +32,9 @@ import json
 import os
 import platform
 import random
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -44,6 +42,7 @@ import numpy as np
 import torch
 
 import faiss  # isort: skip  (torch first: both bundle OpenMP runtimes)
+from _timing import median_seconds
 from threadpoolctl import threadpool_limits
 from torch.utils.data import DataLoader, Sampler
 
@@ -64,18 +63,6 @@ def clustered(classes: int, per_class: int, seed: int) -> tuple[torch.Tensor, to
     labels = torch.arange(classes).repeat_interleave(per_class)
     centres = torch.randn(classes, DIM, generator=generator)
     return centres[labels] + 1.3 * torch.randn(len(labels), DIM, generator=generator), labels
-
-
-def median_time(run: Callable[[], object], repeats: int, warmup: bool = True) -> float:
-    """Median wall time of ``repeats`` calls (after one untimed warm-up call)."""
-    if warmup:
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 @contextlib.contextmanager
@@ -147,7 +134,7 @@ def time_easyfsl(
         return accuracy
 
     accuracy = run()
-    return accuracy, median_time(run, repeats, warmup=False), seen
+    return accuracy, median_seconds(run, repeats), seen
 
 
 def bench_episodes(episodes: int, repeats: int) -> tuple[list[str], list[dict[str, float]]]:
@@ -161,10 +148,12 @@ def bench_episodes(episodes: int, repeats: int) -> tuple[list[str], list[dict[st
         episode_set = episode_set_of(tasks, labels, n, k)
         run = partial(evaluate_episodes, embeddings, episode_set, "prototype", distance=L2())
         ours = run()
-        ours_time = median_time(run, max(repeats, 7))
-        resolve_time = median_time(partial(episode_set.resolve, embeddings.item_ids), 7)
+        ours_time = median_seconds(run, max(repeats, 7), warmup=True)
+        resolve_time = median_seconds(
+            partial(episode_set.resolve, embeddings.item_ids), 7, warmup=True
+        )
         fresh = episode_set_of(tasks, labels, n, k)  # a new set: its first resolve builds the cache
-        first_resolve = median_time(partial(fresh.resolve, embeddings.item_ids), 1, warmup=False)
+        first_resolve = median_seconds(partial(fresh.resolve, embeddings.item_ids), 1)
         queries = episodes * n * q
         ours_correct = round(float((ours.per_episode * n * q).sum()))
         theirs_correct = round(theirs * queries)
@@ -198,11 +187,11 @@ def bench_search(n_gallery: int, n_queries: int, k: int, repeats: int) -> tuple[
     gallery_np, queries_np = gallery.numpy(), queries.numpy()
 
     index = FaissIndex.build(gallery_np, L2())
-    faiss_time = median_time(lambda: index.search(queries_np, k), repeats)
+    faiss_time = median_seconds(lambda: index.search(queries_np, k), repeats, warmup=True)
     found, ids = index.search(queries_np, k)
 
     brute = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(gallery_np)
-    sklearn_time = median_time(lambda: brute.kneighbors(queries_np), repeats, warmup=False)
+    sklearn_time = median_seconds(lambda: brute.kneighbors(queries_np), repeats)
     sk_distances, sk_ids = brute.kneighbors(queries_np)
 
     block = 1024
@@ -214,7 +203,7 @@ def bench_search(n_gallery: int, n_queries: int, k: int, repeats: int) -> tuple[
             part = queries[start : start + block]
             torch.mm(part, transposed, out=buffer[: len(part)])
 
-    gemm_time = median_time(gemm, repeats)
+    gemm_time = median_seconds(gemm, repeats, warmup=True)
     agree = float((ids == sk_ids).mean())
     gap = float(np.abs(found - sk_distances).max())
     shape = f"{n_queries:,} × {DIM} · {DIM} × {n_gallery:,}"
@@ -237,8 +226,12 @@ def bench_retrieval(n_items: int, k: int | str | None, repeats: int) -> tuple[st
     features, labels = clustered(100, n_items // 100, seed=2)
     vectors, label_array = features.numpy(), labels.numpy()
     calculator = AccuracyCalculator(include=RETRIEVAL, k=k, device=torch.device("cpu"))
-    pml_time = median_time(lambda: calculator.get_accuracy(vectors, label_array), repeats)
-    ours_time = median_time(lambda: retrieval_metrics(vectors, label_array, L2()), repeats)
+    pml_time = median_seconds(
+        lambda: calculator.get_accuracy(vectors, label_array), repeats, warmup=True
+    )
+    ours_time = median_seconds(
+        lambda: retrieval_metrics(vectors, label_array, L2()), repeats, warmup=True
+    )
     theirs = calculator.get_accuracy(vectors, label_array)
     ours = retrieval_metrics(vectors, label_array, L2())
     ours_values = (ours.precision_at_1, ours.r_precision, ours.map_at_r)

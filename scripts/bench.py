@@ -5,6 +5,8 @@ and prints its whole Markdown section on stdout, from a ``## <Topic>`` heading o
 puts a header (machine, date, command) above those sections and writes the file atomically.
 Sections of the old file that no benchmark produces (reproductions, hand-written notes) are kept
 as they are, in order, after the generated ones; a benchmark that fails keeps its old section.
+A benchmark that cannot run here (e.g. its data set is missing) exits with status 77, the
+automake convention for "skipped": its old section is kept and the suite does not fail.
 
     python scripts/bench.py                 # all benchmarks, ~10 min (make bench)
     python scripts/bench.py --quick         # a few minutes
@@ -31,6 +33,8 @@ sys.path.insert(0, str(ROOT))  # metriclab.atomic from this checkout
 
 from metriclab.atomic import write_text  # noqa: E402
 
+#: Exit status of a benchmark that skipped itself because something it needs is absent.
+SKIPPED = 77
 #: Benchmarks run in this order; others found later run after them, by name.
 ORDER = ("losses", "episodes", "eval", "data")
 #: The header's hidden record of which sections this script wrote (the rest are kept as is).
@@ -153,12 +157,15 @@ def wrapped(stdout: str, script: str, quick: bool) -> Section:
     )
 
 
-def run_benchmark(script: Path, quick: bool) -> Section | None:
-    """Run one benchmark in a fresh process; its section, or None if it failed."""
+def run_benchmark(script: Path, quick: bool) -> Section | str | None:
+    """Run one benchmark in a fresh process: its section, ``"skipped"``, or None if it failed."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, str(script), *(["--quick"] if quick else [])]
     print(f"bench: running {script.name}{' --quick' if quick else ''}", file=sys.stderr, flush=True)
     done = subprocess.run(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if done.returncode == SKIPPED:
+        print(f"bench: {script.name} skipped itself; its old section is kept", file=sys.stderr)
+        return "skipped"
     if done.returncode != 0:
         print(
             f"bench: {script.name} failed (exit status {done.returncode}); its old section is kept",
@@ -169,13 +176,18 @@ def run_benchmark(script: Path, quick: bool) -> Section | None:
 
 
 def run_suite(scripts: dict[str, Path], quick: bool, output: Path, argv: Sequence[str]) -> int:
-    """Run ``scripts``, rewrite ``output``; the number of benchmarks that failed."""
-    produced = [s for s in (run_benchmark(p, quick) for p in scripts.values()) if s is not None]
+    """Run ``scripts``, rewrite ``output``; the number of benchmarks that failed (not skipped)."""
+    outcomes = [run_benchmark(path, quick) for path in scripts.values()]
+    produced = [outcome for outcome in outcomes if isinstance(outcome, tuple)]
+    skipped = outcomes.count("skipped")
     previous = output.read_text(encoding="utf-8") if output.is_file() else ""
     now = datetime.datetime.now(datetime.timezone.utc)
     write_text(output, assemble(header(argv, now), previous, produced))
-    print(f"bench: wrote {output} ({len(produced)} of {len(scripts)} sections)", file=sys.stderr)
-    return len(scripts) - len(produced)
+    print(
+        f"bench: wrote {output} ({len(produced)} of {len(scripts)} sections, {skipped} skipped)",
+        file=sys.stderr,
+    )
+    return len(scripts) - len(produced) - skipped
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -128,3 +128,18 @@ def test_run_suite_writes_file_and_keeps_a_failed_benchmarks_old_section(
     assert "## Losses\n\nquick\nthreads 1\n" in text and "diagnostic line" not in text
     assert "Old evaluation prose." in text and "Accuracy 95.1 %." in text
     assert list(bench.discover(scripts)) == ["losses", "eval", "data"]
+
+
+def test_a_benchmark_that_skips_itself_keeps_its_old_section_and_does_not_fail(
+    bench, tmp_path: Path
+) -> None:
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "bench_losses.py").write_text("print('## Losses\\n\\nnew')\n")
+    (scripts / "bench_eval.py").write_text(f"raise SystemExit({bench.SKIPPED})\n")
+    output = tmp_path / "BENCHMARKS.md"
+    output.write_text(OLD)
+    assert bench.run_suite(bench.discover(scripts), True, output, []) == 0
+    text = output.read_text()
+    assert "## Losses\n\nnew" in text and "Old hand-written losses table." not in text
+    assert "## Evaluation\n\nOld evaluation prose." in text

@@ -111,6 +111,8 @@ class EvalConfig:
     (nearest class mean) or ``siamese`` (the learned Siamese head scores query × support).
     ``within_group`` draws each seeded episode from one group (alphabet); ``episodes = 0`` skips
     the seeded set. ``episode_files`` are fixed episode sets (``episodes/*.jsonl``) scored too.
+    ``tta`` embeds every test image as the mean over nine fixed small shifts, rotations and
+    scalings of it (:func:`metriclab.data.tta_views`), at nine times the embedding cost.
     """
 
     n_way: int = 5
@@ -122,6 +124,7 @@ class EvalConfig:
     scorer: str = "nearest"
     within_group: bool = False
     episode_files: list[str] | None = None
+    tta: bool = False
 
 
 @dataclass

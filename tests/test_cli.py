@@ -27,6 +27,12 @@ def test_train_then_eval_end_to_end(tmp_path, capsys) -> None:
     assert 0.0 <= results["verification"]["auc"] <= 1.0
     for figure in ("curves.png", "roc.png", "embeddings.png"):
         assert (run / figure).read_bytes().startswith(b"\x89PNG")
+    assert results["data"]["views"] == 1
+    tta = tmp_path / "tta.json"
+    argv = ["eval", str(run), "--no-progress", "--no-plots", "--json", str(tta), "eval.tta=true"]
+    assert main(argv) == 0
+    assert "mean of 9 views per image" in capsys.readouterr().out
+    assert json.loads(tta.read_text())["data"]["views"] == 9
 
 
 @pytest.mark.parametrize(

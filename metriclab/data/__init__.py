@@ -34,7 +34,13 @@ __all__ = [
 
 # isort: off
 # Loaders, decoding cache, class augmentation and the data set registry (issue 6).
-from metriclab.data.augment import KochAffine, affine_matrices, rotations_as_classes, warp
+from metriclab.data.augment import (
+    KochAffine,
+    affine_matrices,
+    rotations_as_classes,
+    tta_views,
+    warp,
+)
 from metriclab.data.folders import IMAGE_EXTENSIONS, from_csv, image_folder
 from metriclab.data.images import require_min_per_class
 from metriclab.data.omniglot import omniglot
@@ -51,6 +57,7 @@ __all__ += [
     "omniglot",
     "require_min_per_class",
     "rotations_as_classes",
+    "tta_views",
     "warp",
 ]
 # isort: on

@@ -100,6 +100,36 @@ def warp(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def tta_views(
+    size: int, shift: float = 1 / 28, rotation: float = 7.0, scale: float = 0.1
+) -> torch.Tensor:
+    """Nine fixed affine maps ``(9, 2, 3)`` for test-time augmentation of ``size``-pixel images.
+
+    The identity, shifts by ``shift · size`` pixels left, right, up and down, rotations by
+    ``±rotation`` degrees and isotropic scalings by ``1 ± scale``: the small distortions under
+    which a handwritten character keeps its identity (Koch et al. 2015, §4.3 train with larger
+    ones). Averaging a network's embeddings over these views (:func:`metriclab.evaluation.embed`
+    with ``views=``) smooths out the network's sensitivity to where and how large a stroke is.
+    The maps are in :func:`affine_matrices`' convention, ready for :func:`warp`.
+    """
+    if size < 1:
+        raise ValueError(f"size must be at least 1 pixel, got {size}")
+    limits = {"shift": (shift, 0.5), "rotation": (rotation, 90.0), "scale": (scale, 1.0)}
+    for name, (value, bound) in limits.items():
+        if not (math.isfinite(value) and 0 <= value < bound):
+            raise ValueError(f"{name} must lie in [0, {bound:g}), got {value}")
+    pixels = shift * size
+    identity = [0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0]
+    params = [identity]
+    for dx, dy in ((pixels, 0.0), (-pixels, 0.0), (0.0, pixels), (0.0, -pixels)):
+        params.append([0.0, 0.0, 0.0, 1.0, 1.0, dx, dy])
+    for angle in (rotation, -rotation):
+        params.append([angle, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+    for factor in (1.0 + scale, 1.0 - scale):
+        params.append([0.0, 0.0, 0.0, factor, factor, 0.0, 0.0])
+    return affine_matrices(torch.tensor(params, dtype=torch.float64))
+
+
 @dataclass(frozen=True)
 class KochAffine:
     """The random affine distortion of Koch, Zemel & Salakhutdinov 2015 (§4.3), per sample.

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from metriclab.data import LabeledImages, to_float
+from metriclab.data import LabeledImages, to_float, warp
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,16 @@ def embed(
     batch_size: int = 256,
     device: str | torch.device | None = None,
     progress: bool = True,
+    views: torch.Tensor | None = None,
 ) -> Embeddings:
     """Embed every image of ``data`` once, in eval mode, in batches, without gradients.
 
     ``device`` is where the batches go (default: where ``embedding_net``'s parameters are; the
     network is not moved). The network's train/eval mode is restored afterwards.
+
+    ``views`` ``(V, 2, 3)``, affine maps such as :func:`metriclab.data.tta_views`, turn on
+    test-time augmentation: each image's vector is the mean of its V warped copies' embeddings
+    (V times the work), re-normalised to unit length when the network normalises its output.
 
     Returns :class:`Embeddings` with ``(N, D)`` float32 vectors on the CPU, ``(N,)`` labels and
     item ids. Raises ``ValueError`` for an empty data set or NaN / infinite embeddings.
@@ -64,6 +69,10 @@ def embed(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if len(data) == 0:
         raise ValueError("the data set to embed is empty; check the data path and class split")
+    if views is not None and (views.ndim != 3 or views.shape[0] == 0 or views.shape[1:] != (2, 3)):
+        raise ValueError(
+            f"views must be a non-empty (V, 2, 3) stack of affine maps, got {tuple(views.shape)}"
+        )
     if device is None:
         device = next((p.device for p in embedding_net.parameters()), torch.device("cpu"))
     was_training = embedding_net.training
@@ -73,8 +82,20 @@ def embed(
         for start in tqdm(
             range(0, len(data), batch_size), desc="embed", disable=not progress, leave=False
         ):
-            batch = to_float(data.images[start : start + batch_size]).to(device)
-            chunks.append(embedding_net(batch).float().cpu())
+            images = data.images[start : start + batch_size]
+            if views is None:
+                chunks.append(embedding_net(to_float(images).to(device)).float().cpu())
+                continue
+            mean = sum(
+                embedding_net(to_float(warp(images, view.expand(len(images), 2, 3))).to(device))
+                .float()
+                .cpu()
+                for view in views
+            ) / len(views)
+            if getattr(embedding_net, "normalize", False):
+                # A mean of unit vectors is shorter than 1; the model's distances expect unit length.
+                mean = torch.nn.functional.normalize(mean, dim=-1)
+            chunks.append(mean)
     finally:
         embedding_net.train(was_training)
     return Embeddings(torch.cat(chunks), data.labels.clone(), data.item_ids)

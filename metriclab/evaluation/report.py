@@ -46,7 +46,7 @@ def _finite(value: float) -> float | None:
 
 @dataclass(frozen=True)
 class Report:
-    """What ``metriclab eval`` prints and saves."""
+    """What ``metriclab eval`` prints and saves; ``views`` > 1: test-time augmented embeddings."""
 
     episodes: dict[str, EpisodeResult]
     retrieval: RetrievalMetrics
@@ -54,11 +54,12 @@ class Report:
     verification: VerificationResult
     num_classes: int
     num_items: int
+    views: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         v = self.verification
         return {
-            "data": {"classes": self.num_classes, "items": self.num_items},
+            "data": {"classes": self.num_classes, "items": self.num_items, "views": self.views},
             "episodes": {
                 name: {
                     "accuracy": r.mean,
@@ -102,6 +103,8 @@ class Report:
         """A two-column text table: one row per metric."""
         r, v = self.retrieval, self.verification
         rows = [("metric", "value")]
+        if self.views > 1:
+            rows.append(("test-time augmentation", f"mean of {self.views} views per image"))
         rows += [(f"{name} accuracy", str(result)) for name, result in self.episodes.items()]
         rows.append(
             (

@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import torch
+
 from metriclab.atomic import write_text
 from metriclab.config import Config, apply_overrides, config_from_dict
-from metriclab.data import EpisodeSet, LabeledImages, load_omniglot_runs
+from metriclab.data import EpisodeSet, LabeledImages, load_omniglot_runs, tta_views
 from metriclab.evaluation import (
     EpisodeResult,
     Report,
@@ -73,6 +75,11 @@ def _scorer(config: Config, model: SiameseNet) -> Scorer:
     return model.logit_matrix if config.eval.scorer == "siamese" else config.eval.scorer
 
 
+def _views(config: Config) -> torch.Tensor | None:
+    """The test-time augmentation maps when ``eval.tta`` is on, else None."""
+    return tta_views(config.data.size) if config.eval.tta else None
+
+
 def _score_files(
     files: list[Path], config: Config, model: SiameseNet, scorer: Scorer, test: LabeledImages
 ) -> tuple[dict[str, EpisodeSet], dict[str, EpisodeResult]]:
@@ -84,7 +91,7 @@ def _score_files(
         name = path.stem
         if episodes.meta.get("source") == "omniglot-runs":
             _, images = load_omniglot_runs(Path(episodes.meta["root"]), size=config.data.size)
-            vectors = embed(model.embedding_net, images, progress=False)
+            vectors = embed(model.embedding_net, images, progress=False, views=_views(config))
             separate[name] = evaluate_episodes(
                 vectors,
                 episodes,
@@ -121,12 +128,17 @@ def evaluate_run(
         )  # fmt: skip
     files = [Path(f) for f in config.eval.episode_files or []] + list(episode_files or [])
     on_test, separate = _score_files(files, config, model, scorer, test)
-    embeddings = embed(model.embedding_net, test, progress=progress)
+    views = _views(config)
+    embeddings = embed(model.embedding_net, test, progress=progress, views=views)
     report = evaluate_embeddings(
         embeddings, model.distance, {**sampled, **on_test}, config.eval.pairs,
         config.eval.seed, scorer=scorer, aligned_head=model.logits,
     )  # fmt: skip
-    report = dataclasses.replace(report, episodes={**report.episodes, **separate})
+    report = dataclasses.replace(
+        report,
+        episodes={**report.episodes, **separate},
+        views=1 if views is None else len(views),
+    )
     write_text(json_path or run_dir / RESULTS, report.to_json() + "\n")
     if plots:
         v = report.verification

@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pytest
@@ -9,7 +10,14 @@ from hypothesis import strategies as st
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
-from metriclab.data import KochAffine, LabeledImages, affine_matrices, rotations_as_classes, warp
+from metriclab.data import (
+    KochAffine,
+    LabeledImages,
+    affine_matrices,
+    rotations_as_classes,
+    tta_views,
+    warp,
+)
 
 
 def grouped(
@@ -190,3 +198,38 @@ def test_bad_augmentation_settings() -> None:
         KochAffine(rotation=-1)
     with pytest.raises(ValueError, match=r"expected images \(B, C, H, W\)"):
         KochAffine()(torch.zeros(3, 8, 8), torch.Generator())
+
+
+def test_tta_views_are_identity_shifts_rotations_and_scalings() -> None:
+    views = tta_views(28)
+    assert views.shape == (9, 2, 3)
+    torch.testing.assert_close(
+        views[0], torch.tensor([[1.0, 0, 0], [0, 1.0, 0]], dtype=views.dtype)
+    )
+    # 1/28 of a 28-pixel image is one pixel: the four shifts are exact one-pixel moves.
+    image = torch.randint(0, 256, (1, 1, 28, 28), dtype=torch.uint8)
+    right = torch.zeros_like(image)
+    right[..., 1:] = image[..., :-1]
+    assert torch.equal(warp(image, views[1:2]), right)
+    assert sorted(views[1:5, :, 2].abs().sum(1).tolist()) == [1.0] * 4
+    # Rotations are pure rotations (orthonormal, det 1) by ±7°; scalings are (1 ± 0.1)·I.
+    for view, angle in ((views[5], 7.0), (views[6], -7.0)):
+        linear = view[:, :2]
+        torch.testing.assert_close(linear @ linear.T, torch.eye(2, dtype=linear.dtype))
+        assert math.degrees(math.atan2(linear[0, 1], linear[0, 0])) == pytest.approx(angle)
+    torch.testing.assert_close(views[7, :, :2], 1.1 * torch.eye(2, dtype=views.dtype))
+    torch.testing.assert_close(views[8, :, :2], 0.9 * torch.eye(2, dtype=views.dtype))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"size": 0}, "size must be at least 1"),
+        ({"size": 28, "shift": 0.5}, "shift must lie in [0, 0.5)"),
+        ({"size": 28, "rotation": float("nan")}, "rotation must lie in [0, 90)"),
+        ({"size": 28, "scale": -0.1}, "scale must lie in [0, 1)"),
+    ],
+)
+def test_bad_tta_views(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        tta_views(**kwargs)

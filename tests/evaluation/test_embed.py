@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from metriclab.data import to_float
+from metriclab.data import to_float, tta_views, warp
 from metriclab.evaluation import embed
+from metriclab.models import EmbeddingNet, conv4
 from tests.helpers import tiny_images
 
 
@@ -49,3 +50,32 @@ def test_embed_refuses_empty_data_nan_and_bad_batch() -> None:
         embed(broken, data, progress=False)
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         embed(DropoutNet(), data, batch_size=0, progress=False)
+
+
+def test_views_average_the_embeddings_of_the_warped_copies() -> None:
+    data = tiny_images(num_classes=3, per_class=5)
+    torch.manual_seed(0)
+    net = DropoutNet()
+    views = tta_views(16)
+    embeddings = embed(net, data, batch_size=4, progress=False, views=views)
+    with torch.no_grad():
+        copies = [
+            net.eval()(to_float(warp(data.images, view.expand(len(data), 2, 3)))).float()
+            for view in views
+        ]
+    torch.testing.assert_close(embeddings.vectors, torch.stack(copies).mean(0))
+    identity_only = embed(net, data, progress=False, views=views[:1])
+    torch.testing.assert_close(identity_only.vectors, embed(net, data, progress=False).vectors)
+
+
+def test_views_keep_a_normalising_network_on_the_unit_sphere() -> None:
+    data = tiny_images(num_classes=2, per_class=3)
+    torch.manual_seed(0)
+    net = EmbeddingNet(conv4(1, hidden=4), dim=5, in_channels=1, image_size=16, normalize=True)
+    vectors = embed(net, data, progress=False, views=tta_views(16)).vectors
+    torch.testing.assert_close(vectors.norm(dim=1), torch.ones(len(data)))
+
+
+def test_views_of_the_wrong_shape_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"views must be a non-empty \(V, 2, 3\) stack"):
+        embed(DropoutNet(), tiny_images(), progress=False, views=torch.zeros(2, 3, 3))

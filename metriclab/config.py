@@ -51,13 +51,15 @@ class ModelConfig:
     """The embedding network and the distance between embeddings.
 
     ``width`` scales the built-in backbones' channel counts; ``sigmoid`` ends the embedding with
-    a sigmoid, as Koch et al.'s 4096-unit layer does.
+    a sigmoid, as Koch et al.'s 4096-unit layer does. ``distance_init`` is the initial weight of
+    ``weighted_l1`` (default ``1 / dim``; use 1.0 with ``sigmoid``, see :class:`WeightedL1`).
     """
 
     backbone: str = "conv4"
     width: float = 1.0
     dim: int = 64
     distance: str = "weighted_l1"
+    distance_init: float | None = None
     normalize: bool = False
     sigmoid: bool = False
 
@@ -183,6 +185,14 @@ class Config:
             )
         if not 0.0 <= self.data.val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must lie in [0, 1), got {self.data.val_fraction}")
+        init = self.model.distance_init
+        if init is not None and not init > 0:
+            raise ConfigError(f"model.distance_init must be positive or null, got {init}")
+        if init is not None and self.model.distance != "weighted_l1":
+            raise ConfigError(
+                f"model.distance_init applies only to model.distance=weighted_l1, not "
+                f"{self.model.distance!r}; drop it"
+            )
         if self.model.width <= 0:
             raise ConfigError(f"model.width must be positive, got {self.model.width}")
         if self.train.lr <= 0:

@@ -79,7 +79,11 @@ class WeightedL1(Distance):
 
     Args:
         dim: embedding dimension D.
-        init: initial value of every weight (> 0).
+        init: initial value of every weight (> 0); default ``1 / D``, so that the distance starts
+            as the mean absolute difference. For embeddings bounded in [0, 1] (Koch's sigmoid
+            layer) that caps the logits ``b − d`` of a Siamese head at about ±1 until the weights
+            grow, which Adam does by about ``lr`` in log-space per step; start such models near 1
+            (plain L1), the scale of Koch et al.'s own initial α.
     """
 
     name = "weighted_l1"
@@ -185,20 +189,22 @@ DISTANCES: dict[str, type[Distance]] = {
 }
 
 
-def build_distance(name: str, dim: int | None = None) -> Distance:
+def build_distance(name: str, dim: int | None = None, init: float | None = None) -> Distance:
     """The distance a config names (``l1``, ``weighted_l1``, ``l2``, ``squared_l2``, ``cosine``).
 
-    ``dim`` (the embedding dimension) is needed only by ``weighted_l1``, which learns one weight
-    per dimension.
+    ``dim`` (the embedding dimension) and ``init`` (the initial weight, default ``1 / dim``) apply
+    only to ``weighted_l1``, which learns one weight per dimension.
     """
     if name not in DISTANCES:
         raise ValueError(f"unknown distance {name!r}; choose one of {', '.join(DISTANCES)}")
     cls = DISTANCES[name]
     if cls is not WeightedL1:
+        if init is not None:
+            raise ValueError(f"init applies only to weighted_l1, not {name!r}; drop it")
         return cls()
     if dim is None:
         raise ValueError("distance 'weighted_l1' needs dim, the embedding dimension; pass dim=D")
-    return WeightedL1(dim)
+    return WeightedL1(dim, init)
 
 
 @functools.cache

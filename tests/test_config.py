@@ -21,11 +21,18 @@ def test_overrides_are_typed() -> None:
         ("train.steps=0", "train.steps must be at least 1"),
         ("steps", "section.key=value"),
         ("data.test_fraction=1.5", r"must lie in \(0, 1\)"),
+        ("model.distance_init=0", "model.distance_init must be positive or null, got 0"),
     ],
 )
 def test_bad_overrides_name_the_key(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         resolve_config(None, [override])
+
+
+def test_distance_init_needs_the_weighted_l1_distance() -> None:
+    assert resolve_config(None, ["model.distance_init=1.0"]).model.distance_init == 1.0
+    with pytest.raises(ConfigError, match="applies only to model.distance=weighted_l1, not 'l2'"):
+        resolve_config(None, ["model.distance=l2", "model.distance_init=1.0"])
 
 
 def test_unknown_config_file(tmp_path) -> None:

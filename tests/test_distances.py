@@ -109,6 +109,13 @@ def test_weighted_l1_needs_dim_by_name() -> None:
     assert isinstance(build_distance("l2"), L2)
 
 
+def test_weighted_l1_init_is_the_starting_weight_and_only_its_own() -> None:
+    torch.testing.assert_close(build_distance("weighted_l1", 8).weight, torch.full((8,), 1 / 8))
+    torch.testing.assert_close(build_distance("weighted_l1", 8, 1.0).weight, torch.ones(8))
+    with pytest.raises(ValueError, match="init applies only to weighted_l1"):
+        build_distance("l2", 8, 1.0)
+
+
 @pytest.mark.parametrize("cls", [L2, SquaredL2])
 def test_euclidean_matrix_is_accurate_for_offset_embeddings(cls: type) -> None:
     # 40 rows take cdist's GEMM path; a shared offset of 10 is what a head bias produces.

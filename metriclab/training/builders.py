@@ -86,7 +86,8 @@ def build_model(config: Config, in_channels: int) -> SiameseNet:
         normalize=config.model.normalize,
         sigmoid=config.model.sigmoid,
     )
-    return SiameseNet(embedding_net, build_distance(config.model.distance, config.model.dim))
+    distance = build_distance(config.model.distance, config.model.dim, config.model.distance_init)
+    return SiameseNet(embedding_net, distance)
 
 
 def build_optimizer(config: Config, parameters: list[torch.nn.Parameter]) -> torch.optim.Optimizer:

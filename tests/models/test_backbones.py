@@ -104,3 +104,19 @@ def test_backbone_errors_name_the_problem() -> None:
         backbone("torchvision:resnet18", width=0.5)
     with pytest.raises(ValueError, match="in_channels"):
         backbone("koch", in_channels=0)
+
+
+def test_conv4_nopool_is_conv4_before_its_last_max_pool() -> None:
+    torch.manual_seed(0)
+    pooled = backbone("conv4").eval()
+    spatial = backbone("conv4_nopool").eval()
+    spatial.load_state_dict(pooled.state_dict())  # same layers, the pool has no parameters
+    images = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        kept = spatial(images)
+        assert kept.shape == (3, 64 * 3 * 3)
+        # Max-pooling the kept 3 × 3 map gives Conv-4's 1 × 1 features.
+        pooled_again = F.max_pool2d(kept.view(3, 64, 3, 3), 2).flatten(1)
+        torch.testing.assert_close(pooled_again, pooled(images))
+    assert output_features(spatial, 1, 28) == 576
+    assert output_features(backbone("conv4_nopool", width=0.5), 1, 84) == 32 * 10 * 10

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -186,9 +186,12 @@ def evaluate_model(
     scorer: Scorer = "nearest",
     aligned_head: AlignedHead | None = None,
     progress: bool = True,
+    views: torch.Tensor | None = None,
 ) -> Report:
-    """Embed ``data`` once, then :func:`evaluate_embeddings`."""
-    embeddings = embed(embedding_net, data, progress=progress)
-    return evaluate_embeddings(
+    """Embed ``data`` once (averaged over ``views`` for test-time augmentation, see
+    :func:`~metriclab.evaluation.embed`), then :func:`evaluate_embeddings`."""
+    embeddings = embed(embedding_net, data, progress=progress, views=views)
+    report = evaluate_embeddings(
         embeddings, distance, episode_sets, pairs, seed, scorer=scorer, aligned_head=aligned_head
     )
+    return report if views is None else replace(report, views=len(views))

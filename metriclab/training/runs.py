@@ -81,7 +81,12 @@ def _views(config: Config) -> torch.Tensor | None:
 
 
 def _score_files(
-    files: list[Path], config: Config, model: SiameseNet, scorer: Scorer, test: LabeledImages
+    files: list[Path],
+    config: Config,
+    model: SiameseNet,
+    scorer: Scorer,
+    test: LabeledImages,
+    views: torch.Tensor | None,
 ) -> tuple[dict[str, EpisodeSet], dict[str, EpisodeResult]]:
     """Episode files on the test data, and Omniglot one-shot runs scored on their own images."""
     on_test: dict[str, EpisodeSet] = {}
@@ -91,7 +96,7 @@ def _score_files(
         name = path.stem
         if episodes.meta.get("source") == "omniglot-runs":
             _, images = load_omniglot_runs(Path(episodes.meta["root"]), size=config.data.size)
-            vectors = embed(model.embedding_net, images, progress=False, views=_views(config))
+            vectors = embed(model.embedding_net, images, progress=False, views=views)
             separate[name] = evaluate_episodes(
                 vectors,
                 episodes,
@@ -127,8 +132,8 @@ def evaluate_run(
             config.eval.episodes, seed=config.eval.seed, within_group=config.eval.within_group,
         )  # fmt: skip
     files = [Path(f) for f in config.eval.episode_files or []] + list(episode_files or [])
-    on_test, separate = _score_files(files, config, model, scorer, test)
     views = _views(config)
+    on_test, separate = _score_files(files, config, model, scorer, test, views)
     embeddings = embed(model.embedding_net, test, progress=progress, views=views)
     report = evaluate_embeddings(
         embeddings, model.distance, {**sampled, **on_test}, config.eval.pairs,

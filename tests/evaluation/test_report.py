@@ -6,7 +6,7 @@ import math
 import numpy as np
 import torch
 
-from metriclab.data import EpisodeSet
+from metriclab.data import EpisodeSet, tta_views
 from metriclab.distances import L2
 from metriclab.evaluation import (
     EpisodeResult,
@@ -37,6 +37,13 @@ def test_evaluate_model_report_table_and_json() -> None:
     assert record["episodes"]["3-way 1-shot"]["scorer"] == "pair head"
     assert record["knn"]["retrieval_queries"] == 40 and record["knn"]["accuracy_queries"] == 35
     assert set(record["verification"]["roc_points"]) == {"fpr", "tpr"}
+    assert record["data"]["views"] == 1 and "test-time augmentation" not in table
+    augmented = evaluate_model(
+        siamese.embedding_net, siamese.distance, data, sets, pairs=40, seed=0,
+        progress=False, views=tta_views(16),
+    )  # fmt: skip
+    assert json.loads(augmented.to_json())["data"]["views"] == 9
+    assert "mean of 9 views per image" in augmented.table()
 
 
 def test_json_has_null_for_an_undefined_ci() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import enum
 import importlib.metadata
 import json
 import os
@@ -40,6 +41,13 @@ ORDER = ("losses", "episodes", "eval", "data")
 #: The header's hidden record of which sections this script wrote (the rest are kept as is).
 MARKER = re.compile(r"^<!-- generated sections: (\[.*\]) -->$", re.MULTILINE)
 Section = tuple[str, str]  # (heading without "## ", the section's text from its heading line)
+
+
+class NoSection(enum.Enum):
+    """Why a benchmark produced no section; either way its old section is kept."""
+
+    FAILED = "failed"
+    SKIPPED = "skipped"
 
 
 def _headings(lines: Sequence[str]) -> list[int]:
@@ -157,21 +165,21 @@ def wrapped(stdout: str, script: str, quick: bool) -> Section:
     )
 
 
-def run_benchmark(script: Path, quick: bool) -> Section | str | None:
-    """Run one benchmark in a fresh process: its section, ``"skipped"``, or None if it failed."""
+def run_benchmark(script: Path, quick: bool) -> Section | NoSection:
+    """Run one benchmark in a fresh process: its section, or why it has none."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, str(script), *(["--quick"] if quick else [])]
     print(f"bench: running {script.name}{' --quick' if quick else ''}", file=sys.stderr, flush=True)
     done = subprocess.run(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     if done.returncode == SKIPPED:
         print(f"bench: {script.name} skipped itself; its old section is kept", file=sys.stderr)
-        return "skipped"
+        return NoSection.SKIPPED
     if done.returncode != 0:
         print(
             f"bench: {script.name} failed (exit status {done.returncode}); its old section is kept",
             file=sys.stderr,
         )
-        return None
+        return NoSection.FAILED
     return section_of(done.stdout) or wrapped(done.stdout, script.name, quick)
 
 
@@ -179,7 +187,7 @@ def run_suite(scripts: dict[str, Path], quick: bool, output: Path, argv: Sequenc
     """Run ``scripts``, rewrite ``output``; the number of benchmarks that failed (not skipped)."""
     outcomes = [run_benchmark(path, quick) for path in scripts.values()]
     produced = [outcome for outcome in outcomes if isinstance(outcome, tuple)]
-    skipped = outcomes.count("skipped")
+    skipped = outcomes.count(NoSection.SKIPPED)
     previous = output.read_text(encoding="utf-8") if output.is_file() else ""
     now = datetime.datetime.now(datetime.timezone.utc)
     write_text(output, assemble(header(argv, now), previous, produced))

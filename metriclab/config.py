@@ -28,7 +28,8 @@ class DataConfig:
     files or folders (a comma-separated string on the command line). The test classes are
     ``test_groups`` (e.g. alphabets) when given, else ``test_classes``, else a seeded
     ``test_fraction`` of the classes. ``val_fraction`` of the training classes (or ``val_groups``)
-    is carved off for validation and early stopping.
+    is carved off for validation and early stopping. ``rotations`` (angles among 90, 180, 270)
+    and ``mirror`` add rotated and mirrored copies of the training classes as new classes.
     """
 
     name: str = "digits"
@@ -43,6 +44,7 @@ class DataConfig:
     val_groups: list[str] | None = None
     split_seed: int = 0
     rotations: list[int] | None = None
+    mirror: bool = False
     augment: str = "none"
 
 

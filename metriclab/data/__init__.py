@@ -37,6 +37,7 @@ __all__ = [
 from metriclab.data.augment import (
     KochAffine,
     affine_matrices,
+    mirrors_as_classes,
     rotations_as_classes,
     tta_views,
     warp,
@@ -54,6 +55,7 @@ __all__ += [
     "from_csv",
     "image_folder",
     "load_dataset",
+    "mirrors_as_classes",
     "omniglot",
     "require_min_per_class",
     "rotations_as_classes",

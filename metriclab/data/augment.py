@@ -56,6 +56,28 @@ def rotations_as_classes(
     )
 
 
+def mirrors_as_classes(data: LabeledImages) -> LabeledImages:
+    """The original classes plus every class mirrored left to right as a new class.
+
+    The same idea as :func:`rotations_as_classes`: a mirrored character is, in general, another
+    character (think of b and d), so mirroring doubles the training classes. After rotations by
+    90, 180 and 270 degrees it completes the eight symmetries of the square. The class for source
+    class ``c`` is ``c + C``, named ``"<name>@mirror"``; item ids get the same suffix and each new
+    class keeps the group of its source. A left-right symmetric character's mirror class repeats
+    it, as the 180-degree class of a point-symmetric one does. Apply it to the training split
+    only, after splitting, for the reason :func:`rotations_as_classes` gives.
+    """
+    return LabeledImages(
+        images=torch.cat([data.images, torch.flip(data.images, dims=(3,))]),
+        labels=torch.cat([data.labels, data.labels + data.num_classes]),
+        class_names=data.class_names + tuple(f"{name}@mirror" for name in data.class_names),
+        item_ids=data.item_ids + tuple(f"{item}@mirror" for item in data.item_ids),
+        groups=None if data.groups is None else data.groups.repeat(2),
+        group_names=data.group_names,
+        description=f"{data.description} + mirror images",
+    )
+
+
 def affine_matrices(params: torch.Tensor) -> torch.Tensor:
     """Forward maps ``(B, 2, 3)`` in pixel units about the image centre from ``(B, 7)`` parameters.
 

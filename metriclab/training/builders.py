@@ -6,7 +6,7 @@ import torch
 
 from metriclab.config import Config, ConfigError
 from metriclab.data import LabeledImages
-from metriclab.data.augment import KochAffine, rotations_as_classes
+from metriclab.data.augment import KochAffine, mirrors_as_classes, rotations_as_classes
 from metriclab.data.registry import load_dataset
 from metriclab.distances import build_distance
 from metriclab.models import EmbeddingNet, SiameseNet, backbone
@@ -63,12 +63,15 @@ def split_validation(
 
 
 def training_classes(train: LabeledImages, config: Config) -> LabeledImages:
-    """The classes the objective trains on: ``train`` plus its rotations (``data.rotations``).
+    """The classes the objective trains on: ``train`` plus its rotations (``data.rotations``),
+    then the mirror images of all of those (``data.mirror``).
 
-    Rotations multiply the training classes only, after every split, so no rotated copy of a
-    validation or test class leaks into training.
+    Both multiply the training classes only, after every split, so no rotated or mirrored copy of
+    a validation or test class leaks into training.
     """
-    return rotations_as_classes(train, config.data.rotations) if config.data.rotations else train
+    if config.data.rotations:
+        train = rotations_as_classes(train, config.data.rotations)
+    return mirrors_as_classes(train) if config.data.mirror else train
 
 
 def build_augment(config: Config) -> KochAffine | None:

@@ -14,6 +14,7 @@ from metriclab.data import (
     KochAffine,
     LabeledImages,
     affine_matrices,
+    mirrors_as_classes,
     rotations_as_classes,
     tta_views,
     warp,
@@ -81,6 +82,37 @@ def test_rotation_angles_are_checked() -> None:
     with pytest.raises(ValueError, match="needs square images, got 6×4"):
         rotations_as_classes(grouped(width=4), (90,))
     assert len(rotations_as_classes(grouped(width=4), (180,))) == 24
+
+
+def test_every_mirror_class_holds_its_sources_flipped_left_to_right() -> None:
+    data = grouped()
+    mirrored = mirrors_as_classes(data)
+    assert mirrored.num_classes == 2 * data.num_classes
+    assert mirrored.class_names[: data.num_classes] == data.class_names
+    assert torch.equal(mirrored.images[: len(data)], data.images)
+    for position in range(len(data)):
+        copy = len(data) + position
+        assert mirrored.item_ids[copy] == f"{data.item_ids[position]}@mirror"
+        source, label = int(data.labels[position]), int(mirrored.labels[copy])
+        assert label == source + data.num_classes
+        assert mirrored.class_names[label] == f"{data.class_names[source]}@mirror"
+        assert mirrored.groups[label] == data.groups[source]
+        picture = Image.fromarray(data.images[position, 0].numpy())
+        flipped = np.asarray(picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+        assert np.array_equal(mirrored.images[copy, 0].numpy(), flipped), data.item_ids[position]
+
+
+def test_mirrors_after_rotations_give_the_eight_symmetries_of_the_square() -> None:
+    data = grouped()
+    classes = mirrors_as_classes(rotations_as_classes(data, (90, 180, 270)))
+    assert classes.num_classes == 8 * data.num_classes
+    # Each source image appears once under each symmetry, and no two symmetries coincide for an
+    # image without symmetry of its own (random pixels).
+    copies = classes.images.view(8, len(data), -1)
+    for i in range(8):
+        for j in range(i + 1, 8):
+            assert not torch.equal(copies[i], copies[j]), (i, j)
+    assert torch.equal(copies[6].view_as(data.images), torch.flip(data.images, dims=(2,)))
 
 
 def reference_matrix(params: np.ndarray) -> np.ndarray:

@@ -63,10 +63,10 @@ def split_validation(
 
 
 def training_classes(train: LabeledImages, config: Config) -> LabeledImages:
-    """The classes the objective trains on: ``train`` plus its rotations (``data.rotations``),
-    then the mirror images of all of those (``data.mirror``).
+    """The classes the objective trains on: ``train``, rotated and mirrored as the config says.
 
-    Both multiply the training classes only, after every split, so no rotated or mirrored copy of
+    ``data.rotations`` adds rotated copies of every class, then ``data.mirror`` mirrored copies of
+    all of those, each as new classes. Both multiply the training classes only, after every split, so no rotated or mirrored copy of
     a validation or test class leaks into training.
     """
     if config.data.rotations:

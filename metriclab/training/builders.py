@@ -66,8 +66,8 @@ def training_classes(train: LabeledImages, config: Config) -> LabeledImages:
     """The classes the objective trains on: ``train``, rotated and mirrored as the config says.
 
     ``data.rotations`` adds rotated copies of every class, then ``data.mirror`` mirrored copies of
-    all of those, each as new classes. Both multiply the training classes only, after every split, so no rotated or mirrored copy of
-    a validation or test class leaks into training.
+    all of those, each as new classes. Both multiply the training classes only, after every
+    split, so no rotated or mirrored copy of a validation or test class leaks into training.
     """
     if config.data.rotations:
         train = rotations_as_classes(train, config.data.rotations)

@@ -1,4 +1,5 @@
-"""Class augmentation (rotated copies as new classes) and seeded, batched random affine distortion."""
+"""Class augmentation (rotated and mirrored copies as new classes) and seeded, batched random affine
+distortion."""
 
 from __future__ import annotations
 
@@ -35,25 +36,10 @@ def rotations_as_classes(
             f"rotating by 90 or 270 degrees needs square images, got {height}×{width}; load the "
             f"data with a size"
         )
-    images = [data.images]
-    labels = [data.labels]
-    class_names = list(data.class_names)
-    item_ids = list(data.item_ids)
-    for k, angle in enumerate(angles, start=1):
-        images.append(torch.rot90(data.images, angle // 90, dims=(2, 3)))
-        labels.append(data.labels + k * data.num_classes)
-        class_names += [f"{name}@rot{angle}" for name in data.class_names]
-        item_ids += [f"{item}@rot{angle}" for item in data.item_ids]
-    copies = len(angles) + 1
-    return LabeledImages(
-        images=torch.cat(images),
-        labels=torch.cat(labels),
-        class_names=tuple(class_names),
-        item_ids=tuple(item_ids),
-        groups=None if data.groups is None else data.groups.repeat(copies),
-        group_names=data.group_names,
-        description=f"{data.description} + rotations {angles}",
-    )
+    copies = [
+        (f"@rot{angle}", torch.rot90(data.images, angle // 90, dims=(2, 3))) for angle in angles
+    ]
+    return _copies_as_classes(data, copies, f"rotations {angles}")
 
 
 def mirrors_as_classes(data: LabeledImages) -> LabeledImages:
@@ -67,14 +53,31 @@ def mirrors_as_classes(data: LabeledImages) -> LabeledImages:
     it, as the 180-degree class of a point-symmetric one does. Apply it to the training split
     only, after splitting, for the reason :func:`rotations_as_classes` gives.
     """
+    return _copies_as_classes(
+        data, [("@mirror", torch.flip(data.images, dims=(3,)))], "mirror images"
+    )
+
+
+def _copies_as_classes(
+    data: LabeledImages, copies: Sequence[tuple[str, torch.Tensor]], what: str
+) -> LabeledImages:
+    """``data`` plus each ``(suffix, images)`` copy as new classes, in blocks of C classes.
+
+    Copy k's (k = 1, 2, …) class for source class ``c`` is ``c + k · C``, named
+    ``"<name><suffix>"``; item ids get the suffix and each new class keeps its source's group.
+    """
     return LabeledImages(
-        images=torch.cat([data.images, torch.flip(data.images, dims=(3,))]),
-        labels=torch.cat([data.labels, data.labels + data.num_classes]),
-        class_names=data.class_names + tuple(f"{name}@mirror" for name in data.class_names),
-        item_ids=data.item_ids + tuple(f"{item}@mirror" for item in data.item_ids),
-        groups=None if data.groups is None else data.groups.repeat(2),
+        images=torch.cat([data.images, *(images for _, images in copies)]),
+        labels=torch.cat(
+            [data.labels, *(data.labels + k * data.num_classes for k in range(1, len(copies) + 1))]
+        ),
+        class_names=data.class_names
+        + tuple(f"{name}{suffix}" for suffix, _ in copies for name in data.class_names),
+        item_ids=data.item_ids
+        + tuple(f"{item}{suffix}" for suffix, _ in copies for item in data.item_ids),
+        groups=None if data.groups is None else data.groups.repeat(len(copies) + 1),
         group_names=data.group_names,
-        description=f"{data.description} + mirror images",
+        description=f"{data.description} + {what}",
     )
 
 

@@ -26,7 +26,7 @@ from metriclab import __version__
 from metriclab.atomic import atomic_write, write_text
 from metriclab.data import PairSampler
 from metriclab.data.decode import decode_one
-from metriclab.distances import Distance, WeightedL1, build_distance
+from metriclab.distances import Distance, distance_from_dict
 from metriclab.evaluation import embed, verification_metrics
 from metriclab.training import open_run, split_validation
 
@@ -98,7 +98,7 @@ def export_bundle(
             "channels": channels,
             "invert": config.data.name == "omniglot",
         },
-        "distance": _distance_spec(model.distance),
+        "distance": model.distance.to_dict(),
         "bias": float(model.bias.detach()),
         "threshold": {**_threshold(scores, same, target_far), "calibrated_on": calibrated_on},
         "files": {"torchscript": TORCHSCRIPT},
@@ -113,13 +113,6 @@ def export_bundle(
     manifest["files"]["onnx"] = _export_onnx(embedder, example, out_dir)
     write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
-
-
-def _distance_spec(distance: Distance) -> dict[str, Any]:
-    spec: dict[str, Any] = {"name": distance.name}
-    if isinstance(distance, WeightedL1):
-        spec["weights"] = distance.weight.detach().tolist()
-    return spec
 
 
 def _export_onnx(embedder: nn.Module, example: torch.Tensor, out_dir: Path) -> str | None:
@@ -167,11 +160,7 @@ class Bundle:
             )
         try:
             manifest = json.loads(path.read_text("utf-8"))
-            spec = manifest["distance"]
-            distance = build_distance(spec["name"], len(spec.get("weights", [0])))
-            if isinstance(distance, WeightedL1):
-                weights = torch.tensor(spec["weights"])
-                distance.raw_weight.data = weights + torch.log(-torch.expm1(-weights))
+            distance = distance_from_dict(manifest["distance"])
             embedder = torch.jit.load(
                 str(folder / manifest["files"]["torchscript"]), map_location="cpu"
             )

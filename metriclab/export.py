@@ -96,7 +96,7 @@ def export_bundle(
         "preprocess": {
             "size": size,
             "channels": channels,
-            "invert": config.data.name == "omniglot",
+            "invert": calibration.preprocess.invert,
         },
         "distance": _distance_spec(model.distance),
         "bias": float(model.bias.detach()),

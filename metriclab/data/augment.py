@@ -79,6 +79,7 @@ def _copies_as_classes(
         groups=None if data.groups is None else data.groups.repeat(len(copies) + 1),
         group_names=data.group_names,
         description=f"{data.description} + {what}",
+        preprocess=data.preprocess,
     )
 
 

@@ -25,7 +25,7 @@ def load_data(config: Config, progress: bool = False) -> LabeledImages:
         config.data.path,
         config.data.size,
         config.data.channels,
-        config.data.alphabets,
+        config.data.params,
         progress=progress,
     )
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
+import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -14,6 +17,13 @@ from typing import Any
 import yaml
 
 from metriclab.atomic import write_text
+from metriclab.data.augment import AUGMENTATIONS
+from metriclab.data.registry import DATA_SETS, check_params
+from metriclab.distances import DISTANCES
+from metriclab.evaluation.episodes import SCORERS
+from metriclab.models.backbones import check_backbone_name
+from metriclab.optim import OPTIMIZERS, SCHEDULES
+from metriclab.registry import Registry
 
 
 class ConfigError(ValueError):
@@ -24,8 +34,10 @@ class ConfigError(ValueError):
 class DataConfig:
     """Which images, and which of their classes stay unseen until evaluation.
 
-    ``name`` is a loader (``digits``, ``omniglot``, ``image_folder``, ``csv``); ``path`` one or more
-    files or folders (a comma-separated string on the command line). The test classes are
+    ``name`` is a registered data set (``digits``, ``omniglot``, ``image_folder``, ``csv``:
+    :data:`metriclab.data.DATA_SETS`); ``path`` one or more files or folders (a comma-separated
+    string on the command line); ``params`` the data set's own options, e.g. omniglot's
+    ``alphabets`` (``data.params.alphabets=[Latin,Greek]``). The test classes are
     ``test_groups`` (e.g. alphabets) when given, else ``test_classes``, else a seeded
     ``test_fraction`` of the classes. ``val_fraction`` of the training classes (or ``val_groups``)
     is carved off for validation and early stopping. ``rotations`` (angles among 90, 180, 270)
@@ -36,7 +48,7 @@ class DataConfig:
     path: list[str] | None = None
     size: int = 16
     channels: int | None = None
-    alphabets: list[str] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
     test_fraction: float = 0.5
     test_classes: list[str] | None = None
     test_groups: list[str] | None = None
@@ -203,16 +215,78 @@ class Config:
             raise ConfigError(
                 f"train.clip_grad must be positive or null, got {self.train.clip_grad}"
             )
-        choices = {
-            "train.optimizer": (self.train.optimizer, ("adamw", "adam", "sgd")),
-            "train.schedule": (self.train.schedule, ("none", "cosine", "step")),
-            "data.augment": (self.data.augment, ("none", "affine")),
-            "eval.scorer": (self.eval.scorer, ("nearest", "prototype", "siamese")),
+        choices: dict[str, tuple[str, Registry[Any] | Iterable[str]]] = {
+            "data.name": (self.data.name, DATA_SETS),
+            "data.augment": (self.data.augment, AUGMENTATIONS),
+            "model.distance": (self.model.distance, DISTANCES),
+            "train.optimizer": (self.train.optimizer, OPTIMIZERS),
+            "train.schedule": (self.train.schedule, SCHEDULES),
+            "eval.scorer": (self.eval.scorer, SCORERS),
         }
-        for key, (value, valid) in choices.items():
-            if value not in valid:
-                raise ConfigError(f"{key} must be one of {', '.join(valid)}, got {value!r}")
+        for key, (value, names) in choices.items():
+            if value not in names:
+                raise _unknown_choice(key, value, names)
+        try:
+            check_backbone_name(self.model.backbone)
+        except ValueError as failure:
+            raise ConfigError(str(failure)) from None
+        self.data.params = _data_params(self.data.name, self.data.params)
         return self
+
+
+def _unknown_choice(key: str, value: str, names: Registry[Any] | Iterable[str]) -> ConfigError:
+    """The registry's own sentence for an unknown name, naming ``key``, a close match, the choices."""
+    if isinstance(names, Registry) and names.key == key:
+        return ConfigError(str(names.unknown(value)))
+    valid = list(names)
+    close = difflib.get_close_matches(str(value), valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"unknown {key} {value!r}{hint}; choose one of {', '.join(valid)}")
+
+
+def _data_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``data.params`` checked against the options data set ``name`` declares, values typed."""
+    try:
+        spec = check_params(name, params)
+    except ValueError as failure:
+        raise ConfigError(str(failure)) from None
+    return {
+        key: _coerce(f"data.params.{key}", value, spec.params[key].type)
+        for key, value in params.items()
+    }
+
+
+#: Old spellings still read: old key → (section, the key under ``<section>.params`` it moved to).
+_MOVED_TO_PARAMS = {"data.alphabets": ("data", "alphabets")}
+
+
+def _move_deprecated(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with each old key of :data:`_MOVED_TO_PARAMS` moved under ``params``.
+
+    Saved run configs from before the move hold ``alphabets: null``: that is dropped quietly.
+    """
+    for old, (section, new) in _MOVED_TO_PARAMS.items():
+        part = values.get(section)
+        if not isinstance(part, dict) or new not in part:
+            continue
+        part = dict(part)
+        value = part.pop(new)
+        params = part.get("params") or {}
+        if value is not None:
+            if isinstance(params, dict) and new in params:
+                raise ConfigError(
+                    f"{old} and {section}.params.{new} are both set; keep only "
+                    f"{section}.params.{new} ({old} is its deprecated old spelling)"
+                )
+            warnings.warn(
+                f"config key {old} is deprecated; write {section}.params.{new} instead",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            if isinstance(params, dict):  # anything else gets _build's "must be dict" error
+                part["params"] = {**params, new: value}
+        values = {**values, section: part}
+    return values
 
 
 def _keys(cls: type, prefix: str = "") -> list[str]:
@@ -246,6 +320,10 @@ def _unknown_key(key: str, cls: type) -> ConfigError:
     return ConfigError(f"unknown config key {key!r}; {hint}")
 
 
+#: A decimal number as people write it: 3, -0.5, .5, 1e-3, 1.5E+2 (no nan, inf or hex).
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def _coerce(key: str, value: Any, hint: Any) -> Any:
     """``value`` checked against the annotation ``hint`` (int, float, str, bool, or X | None)."""
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
@@ -266,6 +344,9 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         if option is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option is float and isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+            # YAML 1.1 (PyYAML) reads 1e-3 as a string: it wants a dot, as in 1.0e-3.
             return float(value)
         if option is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -294,8 +375,11 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:
-    """A validated :class:`Config` from nested dicts; missing keys keep their defaults."""
-    return _build(Config, values).validate()
+    """A validated :class:`Config` from nested dicts; missing keys keep their defaults.
+
+    Old spellings (``data.alphabets``) are moved to their new place with a DeprecationWarning.
+    """
+    return _build(Config, _move_deprecated(values)).validate()
 
 
 def shipped_configs() -> list[str]:
@@ -340,7 +424,8 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
             raise ConfigError(f"override {override!r} must look like section.key=value")
         parts = key.split(".")
         # Free-form mappings (train.loss_params, …) take nested keys: train.loss_params.margin=0.3
-        if key not in _keys(Config) and ".".join(parts[:2]) not in _mapping_keys():
+        known = key in _keys(Config) or key in _MOVED_TO_PARAMS
+        if not known and ".".join(parts[:2]) not in _mapping_keys():
             raise _unknown_key(key, Config)
         try:
             parsed = yaml.safe_load(raw) if raw else ""

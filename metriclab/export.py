@@ -96,7 +96,7 @@ def export_bundle(
         "preprocess": {
             "size": size,
             "channels": channels,
-            "invert": config.data.name == "omniglot",
+            "invert": calibration.preprocess.invert,
         },
         "distance": model.distance.to_dict(),
         "bias": float(model.bias.detach()),

@@ -36,7 +36,7 @@ SETS = ("omniglot-latin-korean-20way-1shot", "omniglot-latin-korean-5way-1shot")
 #: The model-selection split: the held-out alphabets are never loaded; two training alphabets
 #: play their part.
 VALIDATION = [
-    "data.alphabets=[Balinese,Early_Aramaic,Greek,Japanese_(katakana),Sanskrit,Tagalog]",
+    "data.params.alphabets=[Balinese,Early_Aramaic,Greek,Japanese_(katakana),Sanskrit,Tagalog]",
     "data.test_groups=[Greek,Early_Aramaic]",
     "eval.episode_files=null",
     "eval.episodes=1000",

@@ -42,3 +42,141 @@ def test_unknown_config_file(tmp_path) -> None:
     bad.write_text("train:\n  stepz: 3\n")
     with pytest.raises(ConfigError, match="did you mean 'train.steps'"):
         resolve_config(str(bad), [])
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "suggestion"),
+    [
+        ("data.name=omniglott", "data.name", "omniglot"),
+        ("data.augment=afine", "data.augment", "affine"),
+        ("model.backbone=conv5", "model.backbone", "conv4"),
+        ("model.distance=weighted_l2", "model.distance", "weighted_l1"),
+        ("train.optimizer=adamw2", "train.optimizer", "adamw"),
+        ("train.schedule=cosin", "train.schedule", "cosine"),
+        ("eval.scorer=prototypes", "eval.scorer", "prototype"),
+    ],
+)
+def test_unknown_names_are_reported_from_the_registry(
+    override: str, key: str, suggestion: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"{key}.*did you mean '{suggestion}'\?.*choose one of"):
+        resolve_config(None, [override])
+
+
+def test_config_choices_are_the_registries() -> None:
+    from metriclab.data import AUGMENTATIONS, DATA_SETS
+    from metriclab.evaluation.episodes import SCORERS
+    from metriclab.models import BACKBONES
+    from metriclab.optim import OPTIMIZERS, SCHEDULES
+
+    keys = {
+        "data.name": DATA_SETS,
+        "data.augment": AUGMENTATIONS,
+        "model.backbone": BACKBONES,
+        "train.optimizer": OPTIMIZERS,
+        "train.schedule": SCHEDULES,
+        "eval.scorer": SCORERS,
+    }
+    for key, registry in keys.items():
+        assert registry.key == key
+        for name in registry:
+            overrides = [f"{key}={name}"]
+            if key == "data.name" and name != "digits":
+                overrides.append("data.path=somewhere")  # checked when loading, not here
+            assert resolve_config(None, overrides) is not None
+
+
+def test_an_optimizer_registered_later_is_valid_at_once() -> None:
+    from metriclab.optim import OPTIMIZERS
+
+    with pytest.raises(ConfigError, match="train.optimizer"):
+        resolve_config(None, ["train.optimizer=rmsprop"])
+    OPTIMIZERS.register("rmsprop", lambda parameters, *, lr, weight_decay, momentum: None)
+    try:
+        assert resolve_config(None, ["train.optimizer=rmsprop"]).train.optimizer == "rmsprop"
+    finally:
+        OPTIMIZERS.unregister("rmsprop")
+
+
+def test_torchvision_backbones_pass_validation_and_an_empty_model_does_not() -> None:
+    config = resolve_config(None, ["model.backbone=torchvision:resnet18"])
+    assert config.model.backbone == "torchvision:resnet18"
+    with pytest.raises(ConfigError, match="names no torchvision model"):
+        resolve_config(None, ["model.backbone='torchvision:'"])
+    with pytest.raises(ConfigError, match=r"or torchvision:<model>"):
+        resolve_config(None, ["model.backbone=resnet"])
+
+
+def test_data_params_are_checked_against_the_data_set() -> None:
+    config = resolve_config(
+        None, ["data.name=omniglot", "data.path=x", "data.params.alphabets=Latin,Greek"]
+    )
+    assert config.data.params == {"alphabets": ["Latin", "Greek"]}
+    with pytest.raises(
+        ConfigError, match=r"data.params.alphabet is not .*did you mean 'alphabets'"
+    ):
+        resolve_config(None, ["data.name=omniglot", "data.params.alphabet=[Latin]"])
+    with pytest.raises(ConfigError, match="data.params.alphabets is not an option of data set "):
+        resolve_config(None, ["data.params.alphabets=[Latin]"])  # digits takes none
+    with pytest.raises(ConfigError, match="data.params.alphabets"):
+        resolve_config(None, ["data.name=omniglot", "data.params.alphabets=3"])
+
+
+def test_data_alphabets_is_a_deprecated_alias(tmp_path) -> None:
+    with pytest.warns(DeprecationWarning, match="data.params.alphabets"):
+        config = resolve_config(None, ["data.name=omniglot", "data.alphabets=[Latin]"])
+    assert config.data.params == {"alphabets": ["Latin"]}
+    assert "alphabets" not in config.to_dict()["data"]
+    old = tmp_path / "old.yaml"
+    old.write_text("data:\n  name: omniglot\n  alphabets: [Greek, Latin]\n")
+    with pytest.warns(DeprecationWarning):
+        assert resolve_config(str(old), []).data.params == {"alphabets": ["Greek", "Latin"]}
+    with pytest.raises(ConfigError, match="data.alphabets and data.params.alphabets are both set"):
+        resolve_config(
+            None, ["data.name=omniglot", "data.alphabets=[A]", "data.params.alphabets=[B]"]
+        )
+
+
+def test_saved_configs_from_before_the_move_load_quietly(tmp_path, recwarn) -> None:
+    saved = tmp_path / "config.yaml"
+    saved.write_text("data:\n  name: digits\n  alphabets: null\n")
+    assert resolve_config(str(saved), []).data.params == {}
+    assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]
+
+
+@pytest.mark.parametrize("text", ["1e-3", "1E-3", "+1e-3", "0.001", "1.0e-3", ".001"])
+def test_floats_in_any_notation_on_the_command_line(text: str) -> None:
+    config = resolve_config(None, [f"train.lr={text}", f"train.clip_grad={text}"])
+    assert config.train.lr == 0.001 and isinstance(config.train.lr, float)
+    assert config.train.clip_grad == 0.001  # float | None
+
+
+def test_floats_in_any_notation_in_a_yaml_file(tmp_path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "train:\n  lr: 1e-3\n  weight_decay: 5e-4\n  clip_grad: 2e0\n"
+        "model:\n  distance_init: 1e-2\ndata:\n  test_fraction: 4e-1\n"
+    )
+    config = resolve_config(str(path), [])
+    assert (config.train.lr, config.train.weight_decay, config.train.clip_grad) == (
+        0.001,
+        0.0005,
+        2.0,
+    )
+    assert config.model.distance_init == 0.01 and config.data.test_fraction == 0.4
+
+
+def test_floats_inside_lists_and_optionals() -> None:
+    from metriclab.config import _coerce
+
+    assert _coerce("k", ["1e-3", 2, "3"], list[float]) == [0.001, 2.0, 3.0]
+    assert _coerce("k", "1e-3,2e1", list[float] | None) == [0.001, 20.0]
+    assert _coerce("k", None, float | None) is None
+    with pytest.raises(ConfigError, match=r"config key 'k\[1\]' must be float, got 'x'"):
+        _coerce("k", ["1e-3", "x"], list[float])
+
+
+@pytest.mark.parametrize("text", ["fast", "1e-3x", "nan", "inf", "1e", "1,5"])
+def test_non_numbers_are_still_refused_for_float_keys(text: str) -> None:
+    with pytest.raises(ConfigError, match=rf"config key 'train.lr' must be float, got '{text}'"):
+        resolve_config(None, [f"train.lr={text}"])

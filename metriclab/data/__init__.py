@@ -4,6 +4,7 @@ from metriclab.data.digits import digits
 from metriclab.data.episodes import EpisodeSet
 from metriclab.data.images import LabeledImages
 from metriclab.data.omniglot_runs import load_omniglot_runs
+from metriclab.data.preprocess import Preprocess
 from metriclab.data.samplers import (
     ClassBalancedSampler,
     ClassTable,
@@ -24,6 +25,7 @@ __all__ = [
     "EpisodeSet",
     "LabeledImages",
     "PairSampler",
+    "Preprocess",
     "TripletSampler",
     "digits",
     "load_omniglot_runs",
@@ -35,6 +37,8 @@ __all__ = [
 # isort: off
 # Loaders, decoding cache, class augmentation and the data set registry (issue 6).
 from metriclab.data.augment import (
+    AUGMENTATIONS,
+    Augmentation,
     KochAffine,
     affine_matrices,
     mirrors_as_classes,
@@ -42,16 +46,31 @@ from metriclab.data.augment import (
     tta_views,
     warp,
 )
-from metriclab.data.folders import IMAGE_EXTENSIONS, from_csv, image_folder
 from metriclab.data.images import require_min_per_class
+
+# Each loader registers its data set on import; this order is the order listings show.
 from metriclab.data.omniglot import omniglot
-from metriclab.data.registry import DATA_SETS, load_dataset
+from metriclab.data.folders import IMAGE_EXTENSIONS, from_csv, image_folder
+from metriclab.data.registry import (
+    DATA_SETS,
+    DataParam,
+    DataSetSpec,
+    LoadRequest,
+    check_params,
+    load_dataset,
+)
 
 __all__ += [
+    "AUGMENTATIONS",
     "DATA_SETS",
     "IMAGE_EXTENSIONS",
+    "Augmentation",
+    "DataParam",
+    "DataSetSpec",
     "KochAffine",
+    "LoadRequest",
     "affine_matrices",
+    "check_params",
     "from_csv",
     "image_folder",
     "load_dataset",

@@ -4,13 +4,14 @@ distortion."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from metriclab.data.images import LabeledImages
+from metriclab.registry import Registry
 
 RIGHT_ANGLES = (90, 180, 270)
 
@@ -78,6 +79,7 @@ def _copies_as_classes(
         groups=None if data.groups is None else data.groups.repeat(len(copies) + 1),
         group_names=data.group_names,
         description=f"{data.description} + {what}",
+        preprocess=data.preprocess,
     )
 
 
@@ -201,3 +203,20 @@ class KochAffine:
         if images.ndim != 4:
             raise ValueError(f"expected images (B, C, H, W), got shape {tuple(images.shape)}")
         return warp(images, affine_matrices(self.sample(images.shape[0], generator)))
+
+
+#: A per-sample augmentation: uint8 ``(B, C, H, W)`` and a generator → a batch of the same shape.
+Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+#: ``data.augment`` names → factories; ``none`` builds ``None`` (no augmentation step at all, so
+#: no random numbers are drawn and the training stream is that of an unaugmented run).
+AUGMENTATIONS: Registry[Callable[[], Augmentation | None]] = Registry(
+    "augmentation", key="data.augment"
+)
+AUGMENTATIONS.register("none", lambda: None)
+AUGMENTATIONS.register("affine", KochAffine)
+
+
+def build_augmentation(name: str) -> Augmentation | None:
+    """The augmentation ``name`` names (see :data:`AUGMENTATIONS`), or ``None`` for ``none``."""
+    return AUGMENTATIONS.get(name)()

@@ -22,6 +22,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from metriclab.data.images import LabeledImages
+from metriclab.data.preprocess import Preprocess
 
 # Image.DecompressionBombError is not an OSError; SyntaxError is what PIL raises for some bad PNGs.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
@@ -200,7 +201,10 @@ def decode_entries(
 
 
 def labeled_images(
-    entries: list[ImageEntry], images: torch.Tensor, description: str
+    entries: list[ImageEntry],
+    images: torch.Tensor,
+    description: str,
+    preprocess: Preprocess | None = None,
 ) -> LabeledImages:
     """Wrap decoded ``images`` (in the order of ``entries``) with labels, class names and groups.
 
@@ -226,4 +230,5 @@ def labeled_images(
         groups=groups,
         group_names=group_names,
         description=description,
+        preprocess=preprocess,
     )

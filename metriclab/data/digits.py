@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 
 from metriclab.data.images import LabeledImages
+from metriclab.data.preprocess import Preprocess
+from metriclab.data.registry import DATA_SETS, DataSetSpec, LoadRequest
 
 
 def digits(size: int = 16) -> LabeledImages:
@@ -29,4 +31,23 @@ def digits(size: int = 16) -> LabeledImages:
         class_names=tuple(str(c) for c in range(10)),
         item_ids=tuple(f"digits:{i}" for i in range(len(labels))),
         description=f"digits(size={size})",
+        # Ink is already the high value (0 = background), so nothing is inverted.
+        preprocess=Preprocess(size=size, channels=1, invert=False),
     )
+
+
+def _load(request: LoadRequest) -> LabeledImages:
+    return digits(size=16 if request.size is None else request.size)
+
+
+DATA_SETS.register(
+    "digits",
+    DataSetSpec(
+        loader=_load,
+        paths="none",
+        size=16,
+        channels=1,
+        invert=False,
+        help="scikit-learn's bundled 8×8 handwritten digits, 10 classes, no download",
+    ),
+)

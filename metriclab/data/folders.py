@@ -9,6 +9,8 @@ from pathlib import Path, PurePosixPath
 from metriclab.data.cache import cached_decode
 from metriclab.data.decode import ImageEntry, labeled_images
 from metriclab.data.images import LabeledImages
+from metriclab.data.preprocess import Preprocess
+from metriclab.data.registry import DATA_SETS, DataSetSpec, LoadRequest
 
 IMAGE_EXTENSIONS = (
     ".png",
@@ -70,12 +72,14 @@ def image_folder(
     cache: bool | str | Path = True,
     progress: bool = True,
     workers: int | None = None,
+    invert: bool = False,
 ) -> LabeledImages:
     """Images laid out as ``path/<class>/**/<image>``, as uint8 ``(N, channels, H, W)``.
 
     Each immediate subfolder is a class (hidden folders are skipped); images may sit at any depth
     below it. Item ids are the paths relative to ``path``. ``size`` resizes every image to
     ``size``×``size`` with antialiasing; ``None`` requires all images to share one size.
+    ``invert`` maps v → 255 − v (dark ink on a light page becomes bright on zero).
     """
     root = _existing_folder(path, "image folder")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -87,9 +91,14 @@ def image_folder(
     entries = [entry for name in classes for entry in _class_images(root, root / name)]
     request = {"loader": "image_folder"}
     images = cached_decode(
-        entries, [root], request, size, channels, False, cache, progress, workers
+        entries, [root], request, size, channels, invert, cache, progress, workers
     )
-    return labeled_images(entries, images, f"image_folder({root.name}, size={size})")
+    return labeled_images(
+        entries,
+        images,
+        f"image_folder({root.name}, size={size})",
+        Preprocess(size=size, channels=channels, invert=invert),
+    )
 
 
 def _relative_path(text: str, where: str) -> str:
@@ -130,11 +139,13 @@ def from_csv(
     cache: bool | str | Path = True,
     progress: bool = True,
     workers: int | None = None,
+    invert: bool = False,
 ) -> LabeledImages:
     """Images listed in a CSV of ``path,label`` rows (an optional ``path,label`` header).
 
     Paths are relative to ``root`` (default: the CSV's folder) and may not leave it; they become
-    the item ids. Labels are class names. Returns uint8 ``(N, channels, H, W)``.
+    the item ids. Labels are class names. Returns uint8 ``(N, channels, H, W)``; ``invert`` as
+    for :func:`image_folder`.
     """
     file = Path(file)
     if not file.is_file():
@@ -153,6 +164,59 @@ def from_csv(
     ordered = list(entries.values())
     request = {"loader": "csv", "list": file.name}
     images = cached_decode(
-        ordered, [base, file], request, size, channels, False, cache, progress, workers
+        ordered, [base, file], request, size, channels, invert, cache, progress, workers
     )
-    return labeled_images(ordered, images, f"csv({file.name}, size={size})")
+    return labeled_images(
+        ordered,
+        images,
+        f"csv({file.name}, size={size})",
+        Preprocess(size=size, channels=channels, invert=invert),
+    )
+
+
+def _load_folder(request: LoadRequest) -> LabeledImages:
+    (path,) = request.paths
+    return image_folder(
+        path,
+        size=request.size,
+        channels=request.channels,
+        cache=request.cache,
+        progress=request.progress,
+        invert=request.invert,
+    )
+
+
+def _load_csv(request: LoadRequest) -> LabeledImages:
+    (file,) = request.paths
+    return from_csv(
+        file,
+        size=request.size,
+        channels=request.channels,
+        cache=request.cache,
+        progress=request.progress,
+        invert=request.invert,
+    )
+
+
+DATA_SETS.register(
+    "image_folder",
+    DataSetSpec(
+        loader=_load_folder,
+        paths="one",
+        path_help="the folder or file to read",
+        channels=None,
+        default_channels=3,
+        help="your own images, one folder per class: path/<class>/<image>",
+    ),
+)
+DATA_SETS.register(
+    "csv",
+    DataSetSpec(
+        loader=_load_csv,
+        paths="one",
+        path_help="the folder or file to read",
+        channels=None,
+        default_channels=3,
+        help="your own images listed in a path,label CSV (paths relative to its folder)",
+    ),
+)

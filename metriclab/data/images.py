@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from metriclab.data.preprocess import Preprocess
+
 
 @dataclass(frozen=True)
 class LabeledImages:
@@ -22,6 +24,8 @@ class LabeledImages:
         groups: optional ``(num_classes,)`` int64 tensor, the group of each class (e.g. an alphabet).
         group_names: names of the groups, indexed by ``groups``.
         description: a short human-readable description of the source (kept in episode files).
+        preprocess: how the files were decoded into ``images`` (:class:`Preprocess`), as the data
+            set declares it; ``None`` for images built by hand. Kept by every split and subset.
     """
 
     images: torch.Tensor
@@ -31,6 +35,7 @@ class LabeledImages:
     groups: torch.Tensor | None = None
     group_names: tuple[str, ...] = ()
     description: str = ""
+    preprocess: Preprocess | None = None
 
     def __post_init__(self) -> None:
         n = self.images.shape[0]
@@ -54,6 +59,8 @@ class LabeledImages:
             )
         if len(set(self.item_ids)) != n:
             raise ValueError("item_ids must be unique; found a repeated id")
+        if self.preprocess is not None:
+            _check_preprocess(self.preprocess, tuple(self.images.shape[1:]))
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -80,6 +87,7 @@ class LabeledImages:
             groups=groups,
             group_names=self.group_names,
             description=self.description,
+            preprocess=self.preprocess,
         )
 
     def select_classes(self, classes: Sequence[int]) -> LabeledImages:
@@ -197,6 +205,21 @@ class LabeledImages:
                 f"valid groups: {', '.join(valid)}"
             )
         return sorted(self.group_names.index(name) for name in names)
+
+
+def _check_preprocess(preprocess: Preprocess, shape: tuple[int, ...]) -> None:
+    """The record must describe images of ``shape`` ``(C, H, W)``, or it would mislead export."""
+    channels, height, width = shape
+    if preprocess.channels != channels:
+        raise ValueError(
+            f"preprocess records {preprocess.channels} channel(s) but the images have {channels}; "
+            "record how these images were decoded"
+        )
+    if preprocess.size is not None and (height, width) != (preprocess.size, preprocess.size):
+        raise ValueError(
+            f"preprocess records size {preprocess.size} but the images are {height}×{width}; "
+            "record how these images were decoded"
+        )
 
 
 def _draw(candidates: list[int], fraction: float | None, seed: int, argument: str) -> list[int]:

@@ -18,6 +18,8 @@ from pathlib import Path
 from metriclab.data.cache import cached_decode
 from metriclab.data.decode import ImageEntry, labeled_images
 from metriclab.data.images import LabeledImages
+from metriclab.data.preprocess import Preprocess
+from metriclab.data.registry import DATA_SETS, DataParam, DataSetSpec, LoadRequest
 
 _CHARACTER = re.compile(r"character\d+")
 _SOURCE_URL = "https://github.com/brendenlake/omniglot/tree/master/python"
@@ -172,6 +174,7 @@ def omniglot(
     cache: bool | str | Path = True,
     progress: bool = True,
     workers: int | None = None,
+    invert: bool = True,
 ) -> LabeledImages:
     """Omniglot characters as grey ``(N, 1, size, size)`` uint8, white strokes on black.
 
@@ -184,6 +187,8 @@ def omniglot(
             keeps the native 105.
         download: fetch both sets into ``path`` with torchvision when ``path`` holds no Omniglot.
         cache: see :mod:`metriclab.data.cache`.
+        invert: map v → 255 − v: the files have black ink on white, and metriclab keeps ink
+            bright on a zero background so that zero padding and pooling see empty space.
 
     Each class is one character (``"Latin/character03"``), its group is the alphabet, and its
     item ids are ``"Latin/character03/0123_05.png"``.
@@ -197,7 +202,42 @@ def omniglot(
                 download_omniglot(root)
     entries = _select(_merge(paths), alphabets)
     request = {"loader": "omniglot", "alphabets": None if alphabets is None else list(alphabets)}
-    images = cached_decode(entries, paths, request, size, 1, True, cache, progress, workers)
+    images = cached_decode(entries, paths, request, size, 1, invert, cache, progress, workers)
     chosen = "" if alphabets is None else f", alphabets={','.join(alphabets)}"
     names = "+".join(p.name for p in paths)
-    return labeled_images(entries, images, f"omniglot({names}, size={size}{chosen})")
+    return labeled_images(
+        entries,
+        images,
+        f"omniglot({names}, size={size}{chosen})",
+        Preprocess(size=size, channels=1, invert=invert),
+    )
+
+
+def _load(request: LoadRequest) -> LabeledImages:
+    return omniglot(
+        request.paths,
+        alphabets=request.params.get("alphabets"),
+        size=request.size,
+        cache=request.cache,
+        progress=request.progress,
+        invert=request.invert,
+    )
+
+
+DATA_SETS.register(
+    "omniglot",
+    DataSetSpec(
+        loader=_load,
+        paths="many",
+        path_help="a folder, zip or list of them",
+        size=28,
+        channels=1,
+        invert=True,
+        params={
+            "alphabets": DataParam(
+                list[str] | None, "keep only these alphabets (folder names, e.g. Latin)"
+            )
+        },
+        help="Omniglot characters (Lake et al. 2015) from folders or the original zips",
+    ),
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -12,13 +13,49 @@ from metriclab.data import EpisodeSet
 from metriclab.distances import L2, Distance
 from metriclab.evaluation.embed import Embeddings
 from metriclab.evaluation.knn import majority_vote
+from metriclab.registry import Registry
 
 #: A learned pair head: ``(E, Nq, D)`` queries × ``(E, Ns, D)`` support → ``(E, Nq, Ns)`` scores,
 #: higher = more alike; e.g. ``SiameseNet.logit_matrix`` (Koch et al. 2015).
 PairScorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-#: ``"prototype"``, ``"nearest"``, a metriclab distance or a :data:`PairScorer`.
+#: A name in :data:`SCORERS`, a metriclab distance or a :data:`PairScorer`.
 Scorer = str | Distance | PairScorer
-SCORERS = ("prototype", "nearest")
+
+
+@dataclass(frozen=True)
+class EpisodeScorer:
+    """What a scorer name means.
+
+    Attributes:
+        prototype: score each class's support mean (Snell et al. 2017) instead of every support
+            item (k-NN over the support).
+        pair_head: score query × support pairs with the model's learned pair head (e.g.
+            ``SiameseNet.logit_matrix``, Koch et al. 2015) instead of ``−distance``; the caller
+            supplies the head through :func:`scorer_for`.
+    """
+
+    prototype: bool
+    pair_head: bool = False
+
+
+#: ``eval.scorer`` names → what they mean; config validation and error messages read it.
+SCORERS: Registry[EpisodeScorer] = Registry("episode scorer", key="eval.scorer")
+SCORERS.register("prototype", EpisodeScorer(prototype=True))
+SCORERS.register("nearest", EpisodeScorer(prototype=False))
+SCORERS.register("siamese", EpisodeScorer(prototype=False, pair_head=True))
+
+
+def scorer_for(name: str, pair_head: PairScorer | None = None) -> Scorer:
+    """The :func:`evaluate_episodes` scorer a scorer name stands for: the name itself, or
+    ``pair_head`` for names that score with the model's learned head (``siamese``)."""
+    if not SCORERS.get(name).pair_head:
+        return name
+    if pair_head is None:
+        raise ValueError(
+            f"scorer {name!r} scores with a learned pair head and none was given; pass the "
+            "model's head (e.g. siamese.logit_matrix)"
+        )
+    return pair_head
 
 
 @dataclass(frozen=True)
@@ -62,12 +99,21 @@ def _resolve(scorer: Scorer, distance: Distance | None) -> tuple[bool, PairScore
     """Whether to score prototypes, the pair-scoring function, and its name."""
     if isinstance(scorer, str):
         if scorer not in SCORERS:
+            named = ", ".join(repr(n) for n, spec in SCORERS.items() if not spec.pair_head)
+            close = difflib.get_close_matches(scorer, SCORERS.names(), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(
-                f"scorer must be 'prototype', 'nearest', a metriclab distance or a pair-scoring "
-                f"callable, got {scorer!r}"
+                f"scorer must be {named}, a metriclab distance or a pair-scoring callable, "
+                f"got {scorer!r}{hint}"
+            )
+        spec = SCORERS.get(scorer)
+        if spec.pair_head:
+            raise ValueError(
+                f"scorer {scorer!r} scores with a learned pair head; pass the head itself as "
+                f"scorer (e.g. siamese.logit_matrix), as scorer_for({scorer!r}, head) does"
             )
         metric = L2() if distance is None else distance
-        return scorer == "prototype", _ranking(metric), f"{scorer} ({metric.name})"
+        return spec.prototype, _ranking(metric), f"{scorer} ({metric.name})"
     if distance is not None:
         raise ValueError(
             "distance applies to scorer='prototype' or 'nearest' only; a distance or pair head "

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from metriclab.models.torchvision_backbone import TORCHVISION_PREFIX, torchvision_backbone
+from metriclab.registry import Registry
 
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -134,20 +135,43 @@ def _scaled(widths: Sequence[int], width: float) -> tuple[int, ...]:
     return tuple(max(1, round(w * width)) for w in widths)
 
 
-#: Name → builder ``(in_channels, width) -> nn.Module``; ``width`` multiplies every channel count.
-BACKBONES: dict[str, Callable[[int, float], nn.Module]] = {
-    "conv4": lambda c, width: conv4(c, hidden=_scaled((64,), width)[0]),
-    "conv4_nopool": lambda c, width: conv4(c, hidden=_scaled((64,), width)[0], pool_last=False),
-    "koch": lambda c, width: koch(c, widths=_scaled((64, 128, 128, 256), width)),
-    "resnet12": lambda c, width: resnet12(c, widths=_scaled((64, 160, 320, 640), width)),
-}
+#: A backbone builder ``(in_channels, width) -> nn.Module``; ``width`` multiplies every channel count.
+BackboneBuilder = Callable[[int, float], nn.Module]
+
+#: The built-in backbones by name; ``torchvision:<model>`` names are resolved by :func:`backbone`.
+BACKBONES: Registry[BackboneBuilder] = Registry("backbone", key="model.backbone")
+BACKBONES.register("conv4", lambda c, width: conv4(c, hidden=_scaled((64,), width)[0]))
+BACKBONES.register(
+    "conv4_nopool", lambda c, width: conv4(c, hidden=_scaled((64,), width)[0], pool_last=False)
+)
+BACKBONES.register("koch", lambda c, width: koch(c, widths=_scaled((64, 128, 128, 256), width)))
+BACKBONES.register(
+    "resnet12", lambda c, width: resnet12(c, widths=_scaled((64, 160, 320, 640), width))
+)
+
+_PREFIXED = f" or {TORCHVISION_PREFIX}<model> (e.g. {TORCHVISION_PREFIX}resnet18)"
+
+
+def check_backbone_name(name: str) -> None:
+    """Raise :class:`~metriclab.registry.UnknownName` unless ``name`` is a registered backbone or
+    ``torchvision:<model>``; the torchvision model itself is checked when it is built (listing
+    torchvision's models means importing it, which config validation should not pay for)."""
+    if isinstance(name, str) and name.startswith(TORCHVISION_PREFIX):
+        if not name.removeprefix(TORCHVISION_PREFIX):
+            raise ValueError(
+                f"model.backbone={name!r} names no torchvision model; write "
+                f"{TORCHVISION_PREFIX}<model>, e.g. {TORCHVISION_PREFIX}resnet18"
+            )
+        return
+    if name not in BACKBONES:
+        raise BACKBONES.unknown(name, extra=_PREFIXED)
 
 
 def backbone(name: str, in_channels: int = 1, width: float = 1.0) -> nn.Module:
     """The backbone a config names, for inputs with ``in_channels`` channels.
 
-    ``name`` is a key of :data:`BACKBONES` (``conv4``, ``conv4_nopool``, ``koch``, ``resnet12``) or
-    ``torchvision:<model>`` (any torchvision classification model, random weights, classifier
+    ``name`` is a name in :data:`BACKBONES` (``conv4``, ``conv4_nopool``, ``koch``, ``resnet12``)
+    or ``torchvision:<model>`` (any torchvision classification model, random weights, classifier
     removed, first convolution taking ``in_channels``). ``width`` scales the channel counts of the
     built-in backbones (e.g. 0.25 for CPU experiments); torchvision models take only 1.0.
     """
@@ -155,16 +179,12 @@ def backbone(name: str, in_channels: int = 1, width: float = 1.0) -> nn.Module:
         raise ValueError(f"in_channels must be at least 1, got {in_channels}")
     if not width > 0:
         raise ValueError(f"width must be positive (1.0 is the published size), got {width}")
+    check_backbone_name(name)
     if name.startswith(TORCHVISION_PREFIX):
         if width != 1.0:
-            raise ValueError(f"width applies only to {', '.join(BACKBONES)}; drop it for {name}")
+            raise ValueError(f"width applies only to {BACKBONES.choices()}; drop it for {name}")
         return torchvision_backbone(name.removeprefix(TORCHVISION_PREFIX), in_channels)
-    if name not in BACKBONES:
-        raise ValueError(
-            f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)} or "
-            f"{TORCHVISION_PREFIX}<model> (e.g. {TORCHVISION_PREFIX}resnet18)"
-        )
-    return BACKBONES[name](in_channels, width)
+    return BACKBONES.get(name)(in_channels, width)
 
 
 @torch.no_grad()

@@ -6,10 +6,16 @@ import torch
 
 from metriclab.config import Config, ConfigError
 from metriclab.data import LabeledImages
-from metriclab.data.augment import KochAffine, mirrors_as_classes, rotations_as_classes
+from metriclab.data.augment import (
+    Augmentation,
+    build_augmentation,
+    mirrors_as_classes,
+    rotations_as_classes,
+)
 from metriclab.data.registry import load_dataset
 from metriclab.distances import build_distance
 from metriclab.models import EmbeddingNet, SiameseNet, backbone
+from metriclab.optim import OPTIMIZERS, SCHEDULES
 
 
 def load_data(config: Config, progress: bool = False) -> LabeledImages:
@@ -19,7 +25,7 @@ def load_data(config: Config, progress: bool = False) -> LabeledImages:
         config.data.path,
         config.data.size,
         config.data.channels,
-        config.data.alphabets,
+        config.data.params,
         progress=progress,
     )
 
@@ -74,9 +80,9 @@ def training_classes(train: LabeledImages, config: Config) -> LabeledImages:
     return mirrors_as_classes(train) if config.data.mirror else train
 
 
-def build_augment(config: Config) -> KochAffine | None:
+def build_augment(config: Config) -> Augmentation | None:
     """The per-sample augmentation ``data.augment`` names (``affine``: Koch et al. 2015)."""
-    return KochAffine() if config.data.augment == "affine" else None
+    return build_augmentation(config.data.augment)
 
 
 def build_model(config: Config, in_channels: int) -> SiameseNet:
@@ -94,24 +100,18 @@ def build_model(config: Config, in_channels: int) -> SiameseNet:
 
 
 def build_optimizer(config: Config, parameters: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """The optimiser ``train.optimizer`` names (:data:`metriclab.optim.OPTIMIZERS`)."""
     train = config.train
-    if train.optimizer == "sgd":
-        return torch.optim.SGD(
-            parameters, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
-        )
-    if train.optimizer == "adam":
-        return torch.optim.Adam(parameters, lr=train.lr, weight_decay=train.weight_decay)
-    return torch.optim.AdamW(parameters, lr=train.lr, weight_decay=train.weight_decay)
+    return OPTIMIZERS.get(train.optimizer)(
+        parameters, lr=train.lr, weight_decay=train.weight_decay, momentum=train.momentum
+    )
 
 
 def build_scheduler(
     config: Config, optimizer: torch.optim.Optimizer
 ) -> torch.optim.lr_scheduler.LRScheduler:
+    """The schedule ``train.schedule`` names (:data:`metriclab.optim.SCHEDULES`)."""
     train = config.train
-    if train.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train.steps)
-    if train.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(
-            optimizer, step_size=train.step_size, gamma=train.gamma
-        )
-    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    return SCHEDULES.get(train.schedule)(
+        optimizer, steps=train.steps, step_size=train.step_size, gamma=train.gamma
+    )

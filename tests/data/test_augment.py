@@ -11,6 +11,7 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 
 from metriclab.data import (
+    AUGMENTATIONS,
     KochAffine,
     LabeledImages,
     affine_matrices,
@@ -19,6 +20,7 @@ from metriclab.data import (
     tta_views,
     warp,
 )
+from metriclab.data.augment import build_augmentation
 
 
 def grouped(
@@ -265,3 +267,25 @@ def test_tta_views_are_identity_shifts_rotations_and_scalings() -> None:
 def test_bad_tta_views(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         tta_views(**kwargs)
+
+
+@pytest.mark.parametrize("name", list(AUGMENTATIONS))
+def test_every_registered_augmentation_applies(name: str) -> None:
+    images = torch.randint(0, 256, (4, 1, 12, 12), dtype=torch.uint8)
+    augment = AUGMENTATIONS.get(name)()
+    if augment is None:  # "none": no step at all, so no random numbers are drawn
+        assert name == "none"
+        return
+    out = augment(images, torch.Generator().manual_seed(0))
+    again = augment(images, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    assert torch.equal(out, again)
+    assert not torch.equal(out, images)
+
+
+def test_augmentation_names_come_from_the_registry() -> None:
+    assert AUGMENTATIONS.key == "data.augment"
+    assert isinstance(build_augmentation("affine"), KochAffine)
+    assert build_augmentation("none") is None
+    with pytest.raises(ValueError, match="unknown augmentation 'afine' for data.augment"):
+        build_augmentation("afine")

@@ -162,7 +162,9 @@ def test_registry_loads_every_data_set(tmp_path: Path) -> None:
     write_tree(tmp_path / "omni", ["Beta"])
     options = {"cache": False, "progress": False}
     assert load_dataset("digits", None, None, None, None).images.shape[1:] == (1, 16, 16)
-    omni = load_dataset("omniglot", [str(tmp_path / "omni")], None, None, ["Beta"], **options)
+    omni = load_dataset(
+        "omniglot", [str(tmp_path / "omni")], None, None, {"alphabets": ["Beta"]}, **options
+    )
     assert omni.images.shape[1:] == (1, 28, 28)
     folder = load_dataset("image_folder", str(tmp_path / "photos"), 8, 1, None, **options)
     assert folder.images.shape == (4, 1, 8, 8)
@@ -176,14 +178,23 @@ def test_registry_loads_every_data_set(tmp_path: Path) -> None:
     [
         (
             ("mnist", None, None, None, None),
-            "unknown data set 'mnist'; choose one of digits, omniglot",
+            "unknown data set 'mnist' for data.name.*; choose one of digits, omniglot, "
+            "image_folder, csv",
         ),
         (("digits", "some/path", None, None, None), r"data\.path='some/path' does not apply"),
         (("digits", None, None, 3, None), "is grey"),
         (("omniglot", None, None, None, None), "needs data.path"),
         (("image_folder", None, None, None, None), "needs data.path"),
         (("image_folder", ["a", "b"], None, None, None), "reads one data.path"),
-        (("csv", "x.csv", None, None, ["Latin"]), r"data\.alphabets=\['Latin'\] does not apply"),
+        (
+            ("csv", "x.csv", None, None, {"alphabets": ["Latin"]}),
+            "data.params.alphabets is not an option of data set 'csv'; it takes none",
+        ),
+        (
+            ("omniglot", "o", None, None, {"alphabet": ["Latin"]}),
+            r"data.params.alphabet is not an option of data set 'omniglot' \(did you mean "
+            r"'alphabets'\?\); its options are alphabets",
+        ),
     ],
 )
 def test_registry_rejects_what_does_not_apply(arguments: tuple, message: str) -> None:

@@ -3,7 +3,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metriclab.models import EmbeddingNet, backbone, koch, output_features, resnet12
+from metriclab.models import (
+    BACKBONES,
+    EmbeddingNet,
+    backbone,
+    check_backbone_name,
+    koch,
+    output_features,
+    resnet12,
+)
 
 
 def convs(module: nn.Module) -> list[nn.Conv2d]:
@@ -120,3 +128,23 @@ def test_conv4_nopool_is_conv4_before_its_last_max_pool() -> None:
         torch.testing.assert_close(pooled_again, pooled(images))
     assert output_features(spatial, 1, 28) == 576
     assert output_features(backbone("conv4_nopool", width=0.5), 1, 84) == 32 * 10 * 10
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_registered_backbone_forwards_a_tiny_batch(name: str, channels: int) -> None:
+    torch.manual_seed(0)
+    net = backbone(name, in_channels=channels, width=0.125)
+    size = 105 if name == "koch" else 16  # Koch's valid convolutions need large inputs
+    out = net(torch.rand(2, channels, size, size)).flatten(1)
+    assert out.shape[0] == 2 and out.shape[1] == output_features(net, channels, size)
+    assert torch.isfinite(out).all()
+
+
+def test_the_backbone_registry_names_its_key_and_the_torchvision_form() -> None:
+    assert BACKBONES.key == "model.backbone"
+    with pytest.raises(ValueError, match=r"for model.backbone .*or torchvision:<model>"):
+        check_backbone_name("resnet")
+    with pytest.raises(ValueError, match="names no torchvision model"):
+        check_backbone_name("torchvision:")
+    check_backbone_name("torchvision:anything")  # the model name is checked when built

@@ -202,11 +202,6 @@ class Config:
         init = self.model.distance_init
         if init is not None and not init > 0:
             raise ConfigError(f"model.distance_init must be positive or null, got {init}")
-        if init is not None and self.model.distance != "weighted_l1":
-            raise ConfigError(
-                f"model.distance_init applies only to model.distance=weighted_l1, not "
-                f"{self.model.distance!r}; drop it"
-            )
         if self.model.width <= 0:
             raise ConfigError(f"model.width must be positive, got {self.model.width}")
         if self.train.lr <= 0:
@@ -226,6 +221,12 @@ class Config:
         for key, (value, names) in choices.items():
             if value not in names:
                 raise _unknown_choice(key, value, names)
+        if init is not None and not DISTANCES.get(self.model.distance).learned:
+            learned = ", ".join(name for name, cls in DISTANCES.items() if cls.learned)
+            raise ConfigError(
+                f"model.distance_init applies only to a learned model.distance ({learned}), not "
+                f"{self.model.distance!r}; drop it"
+            )
         try:
             check_backbone_name(self.model.backbone)
         except ValueError as failure:

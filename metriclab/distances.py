@@ -64,6 +64,8 @@ class Distance(nn.Module):
     name: ClassVar[str] = ""
     #: The FAISS metric that searches ``faiss_vectors`` exactly.
     faiss_metric: ClassVar[FaissMetric]
+    #: Whether it has trained parameters (and so takes ``init`` in :meth:`build`).
+    learned: ClassVar[bool] = False
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         _check_pair(a, b, aligned=True)
@@ -84,8 +86,9 @@ class Distance(nn.Module):
         """The distance a config names; ``dim`` is the embedding dimension D, ``init`` the
         initial value of learned parameters (refused by distances that learn nothing)."""
         if init is not None:
+            learned = ", ".join(name for name, known in DISTANCES.items() if known.learned)
             raise ValueError(
-                f"init applies only to learned distances (weighted_l1), not {cls.name!r}; drop it"
+                f"init applies only to learned distances ({learned}), not {cls.name!r}; drop it"
             )
         return cls()
 
@@ -157,6 +160,7 @@ class WeightedL1(Distance):
 
     name = "weighted_l1"
     faiss_metric = "l1"
+    learned = True
 
     def __init__(self, dim: int, init: float | None = None) -> None:
         super().__init__()

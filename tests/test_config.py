@@ -31,7 +31,9 @@ def test_bad_overrides_name_the_key(override: str, message: str) -> None:
 
 def test_distance_init_needs_the_weighted_l1_distance() -> None:
     assert resolve_config(None, ["model.distance_init=1.0"]).model.distance_init == 1.0
-    with pytest.raises(ConfigError, match="applies only to model.distance=weighted_l1, not 'l2'"):
+    with pytest.raises(
+        ConfigError, match=r"applies only to a learned model.distance \(weighted_l1\), not .l2."
+    ):
         resolve_config(None, ["model.distance=l2", "model.distance_init=1.0"])
 
 

@@ -150,11 +150,13 @@ class EpisodicObjective(Objective):
         data, config = setup.data, setup.config
         default = TrainConfig().loss
         if config.train.loss != default:
-            consumes = loss_declaration(config.train.loss).consumes
+            name = config.train.loss
+            consumes = loss_declaration(name).consumes or consumed_by(configured_loss(setup))
+            fix = _able(consumes)
             raise ConfigError(
                 f"train.objective={config.train.objective} trains with its own prototypical "
-                f"cross-entropy and feeds no train.loss; drop train.loss={config.train.loss}, or "
-                f"{_fix(consumes)}"
+                f"cross-entropy and feeds no train.loss; drop train.loss={name}"
+                + (f", or {fix}" if fix else "")
             )
         self.n_way, self.k_shot, self.n_query = (
             config.train.n_way,
@@ -267,29 +269,41 @@ class ClassifierObjective(Objective):
 
 
 def build_fed_loss(setup: Setup, forms: tuple[LossInput, ...]) -> tuple[nn.Module, LossInput]:
-    """``train.loss`` built from ``train.loss_params``, and the first of ``forms`` it consumes.
+    """``train.loss`` built (:func:`configured_loss`) and the first of ``forms`` it consumes.
+
+    A loss that consumes none of ``forms`` is refused with one :class:`ConfigError` sentence
+    naming the objectives that can feed it.
+    """
+    name = setup.config.train.loss
+    declared = loss_declaration(name).consumes
+    if declared:  # refuse before building when the class already tells (OHEM does not)
+        _check_fed(name, declared, forms, setup.config)
+    criterion = configured_loss(setup)
+    return criterion, _check_fed(name, consumed_by(criterion), forms, setup.config)
+
+
+def configured_loss(setup: Setup) -> nn.Module:
+    """``train.loss`` built from ``train.loss_params``.
 
     Constructor parameters the loss declares in ``fills`` default to the trainer's values: the
     number of training classes, ``model.dim`` and the model's distance (so a learned metric,
-    WeightedL1, trains through a distance-taking loss). A loss that consumes none of ``forms``
-    is refused with one :class:`ConfigError` sentence naming the objectives that can feed it.
+    WeightedL1, trains through a distance-taking loss).
     """
     config = setup.config
-    name = config.train.loss
-    declared = loss_declaration(name)
-    if declared.consumes:  # refuse before building when the class already tells (OHEM does not)
-        _check_fed(name, declared.consumes, forms, config)
     trainer_values: dict[TrainerValue, Any] = {
         TrainerValue.NUM_CLASSES: setup.data.num_classes,
         TrainerValue.EMBEDDING_DIM: config.model.dim,
         TrainerValue.DISTANCE: setup.distance,
     }
     params = dict(config.train.loss_params)
-    for parameter, value in declared.fills.items():
+    for parameter, value in loss_declaration(config.train.loss).fills.items():
         params.setdefault(parameter, trainer_values[value])
-    criterion = build_loss(name, params)
-    consumes = declaration_of(criterion).consumes
-    return criterion, _check_fed(name, consumes, forms, config)
+    return build_loss(config.train.loss, params)
+
+
+def consumed_by(loss: nn.Module) -> frozenset[LossInput]:
+    """What a built loss consumes (an instance may narrow its class: OHEM)."""
+    return declaration_of(loss).consumes
 
 
 def _check_fed(
@@ -306,17 +320,18 @@ def _check_fed(
             f"drop train.miner={config.train.miner}, or use a pytorch-metric-learning loss "
             "(pml:<Name>) with it"
         )
+    fix = _able(consumes) or "no registered objective can feed it"
     raise ConfigError(
         f"loss {name!r} consumes {describe(consumes)}, which train.objective={objective} cannot "
-        f"produce; {_fix(consumes)}"
+        f"produce; {fix}"
     )
 
 
-def _fix(consumes: frozenset[LossInput]) -> str:
-    """``use train.objective=… (objectives that can feed it: …)``, from the registry."""
+def _able(consumes: frozenset[LossInput]) -> str:
+    """``use train.objective=… (objectives that can feed it: …)`` from the registry, or ``""``."""
     able = [name for name, kind in OBJECTIVES.items() if consumes & set(kind.produces)]
     if not able:
-        return "no registered objective can feed it"
+        return ""
     return f"use train.objective={able[0]} (objectives that can feed it: {', '.join(able)})"
 
 

@@ -7,12 +7,27 @@ hard-mining loss (HMLoss) lives in :mod:`metriclab.losses.hard_mining`.
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metriclab.losses.base import REDUCTIONS, Loss, Reduction, check_finite
+from metriclab.losses.base import (
+    LOSSES,
+    REDUCTIONS,
+    Loss,
+    LossInput,
+    Reduction,
+    TrainerValue,
+    check_finite,
+    describe,
+)
+from metriclab.losses.contract import declaration_of, declare, gives_per_sample, per_sample_losses
+
+# torch's own cross-entropy, on the logits of a linear head over the training classes.
+LOSSES.register("cross_entropy", nn.CrossEntropyLoss)
+declare(nn.CrossEntropyLoss, frozenset({LossInput.CLASS_LOGITS}))
 
 
 def check_labels(labels: torch.Tensor, n: int, num_classes: int) -> None:
@@ -45,6 +60,7 @@ def _check_weight(name: str, value: float) -> float:
     return float(value)
 
 
+@LOSSES.register("cosine")
 class CosineLoss(Loss):
     """Cosine loss of Barz & Denzler, "Deep Learning on Small Datasets without Pre-Training
     using Cosine Loss", WACV 2020, with one-hot class embeddings.
@@ -68,6 +84,9 @@ class CosineLoss(Loss):
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(N,)``).
         seed: seeds the classifier layer's initialisation.
     """
+
+    consumes = frozenset({LossInput.CLASS_LOGITS})
+    fills = MappingProxyType({"num_classes": TrainerValue.NUM_CLASSES})
 
     def __init__(
         self,
@@ -100,6 +119,10 @@ class CosineLoss(Loss):
             nn.init.uniform_(self.classifier.bias, -bound, bound, generator=generator)
 
     def forward(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.reduce(self.per_sample(outputs, labels))
+
+    def per_sample(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Per-sample losses ``(N,)``."""
         check_scores("outputs", outputs, labels)
         if self.num_classes is not None and outputs.shape[1] != self.num_classes:
             raise ValueError(
@@ -115,7 +138,7 @@ class CosineLoss(Loss):
             per_sample = per_sample + self.ce_weight * F.cross_entropy(
                 class_logits, labels, reduction="none"
             )
-        return self.reduce(per_sample)
+        return per_sample
 
 
 def _keep_count(keep: float | int, n: int) -> int:
@@ -125,16 +148,19 @@ def _keep_count(keep: float | int, n: int) -> int:
     return min(n, max(1, math.ceil(round(keep * n, 9)))) if n else 0
 
 
+@LOSSES.register("ohem")
 class OHEM(Loss):
     """Online hard example mining (Shrivastava et al., CVPR 2016) over per-sample losses.
 
-    ``forward(*inputs)`` calls the wrapped loss on the same inputs, ranks its ``(N,)``
-    per-sample losses and keeps the ``k`` largest. Cosine-OHEM is
-    ``OHEM(CosineLoss(ce_weight=0.1, num_classes=C, reduction="none"), keep=0.7)``: the cosine
-    plus cross-entropy loss is both the ranking criterion and what is averaged.
+    ``forward(*inputs)`` asks the wrapped loss for its ``(N,)`` per-sample losses on the same
+    inputs, whatever that loss's own reduction, ranks them and keeps the ``k`` largest.
+    Cosine-OHEM is ``OHEM(CosineLoss(ce_weight=0.1, num_classes=C), keep=0.7)``: the cosine
+    plus cross-entropy loss is both the ranking criterion and what is averaged. An OHEM consumes
+    what its wrapped loss consumes (read it from the instance).
 
     Args:
-        loss: a loss constructed with ``reduction="none"`` that returns ``(N,)``.
+        loss: a metriclab loss, torch's ``CrossEntropyLoss`` (with its weight and label
+            smoothing) or any module built with ``reduction="none"`` that returns ``(N,)``.
         keep: a float in ``(0, 1]`` keeps ``ceil(keep·N)`` samples (at least 1); an int ≥ 1
             keeps ``min(keep, N)`` samples.
         reduction: ``"mean"`` averages the kept losses (``sum / k``), ``"sum"`` adds them,
@@ -146,11 +172,11 @@ class OHEM(Loss):
 
     def __init__(self, loss: nn.Module, keep: float | int, reduction: Reduction = "mean") -> None:
         super().__init__(reduction)
-        if getattr(loss, "reduction", None) != "none":
+        if not isinstance(loss, nn.Module) or not gives_per_sample(loss):
             raise ValueError(
-                "loss must be built with reduction='none' so that OHEM can rank per-sample "
-                f"losses, got reduction={getattr(loss, 'reduction', None)!r}; e.g. "
-                "OHEM(CosineLoss(reduction='none'), keep=0.7)"
+                f"OHEM cannot rank the per-sample losses of {type(loss).__name__}: wrap a "
+                "metriclab loss, torch's CrossEntropyLoss, or a module built with "
+                "reduction='none', e.g. OHEM(CosineLoss(), keep=0.7)"
             )
         if isinstance(keep, bool) or not isinstance(keep, int | float):
             raise ValueError(f"keep must be a float in (0, 1] or an int >= 1, got {keep!r}")
@@ -160,24 +186,40 @@ class OHEM(Loss):
             raise ValueError(f"keep as a fraction must be a float in (0, 1], got {keep!r}")
         self.loss = loss
         self.keep = keep
+        # An instance attribute: what OHEM consumes is what the loss it wraps consumes.
+        self.consumes = declaration_of(loss).consumes  # type: ignore[misc]
 
     def extra_repr(self) -> str:
-        return f"keep={self.keep!r}, reduction={self.reduction!r}"
+        return (
+            f"keep={self.keep!r}, reduction={self.reduction!r}, consumes {describe(self.consumes)}"
+        )
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        per_sample = self.loss(*inputs)
+        per_sample, kept = self._ranked(*inputs)
+        if self.reduction == "none":
+            return self._masked(per_sample, kept)
+        total = per_sample[kept].sum()
+        k = len(kept)
+        return total if self.reduction == "sum" or k == 0 else total / k
+
+    def per_sample(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The wrapped loss's per-sample losses ``(N,)`` with the dropped samples set to 0."""
+        return self._masked(*self._ranked(*inputs))
+
+    def _ranked(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The wrapped loss's per-sample losses ``(N,)`` and the indices ``(k,)`` kept."""
+        per_sample = per_sample_losses(self.loss, *inputs)
         if per_sample.ndim != 1:
             raise ValueError(
                 f"the wrapped loss must return per-sample losses of shape (N,), got "
                 f"{tuple(per_sample.shape)}"
             )
         k = _keep_count(self.keep, per_sample.shape[0])
-        kept = torch.topk(per_sample.detach(), k).indices
-        if self.reduction == "none":
-            mask = torch.zeros_like(per_sample).index_fill(0, kept, 1.0)
-            return per_sample * mask
-        total = per_sample[kept].sum()
-        return total if self.reduction == "sum" or k == 0 else total / k
+        return per_sample, torch.topk(per_sample.detach(), k).indices
+
+    @staticmethod
+    def _masked(per_sample: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+        return per_sample * torch.zeros_like(per_sample).index_fill(0, kept, 1.0)
 
 
 def _complement_entropy_per_sample(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -223,6 +265,7 @@ def complement_entropy(
     return per_sample.mean()
 
 
+@LOSSES.register("complement_cross_entropy")
 class ComplementCrossEntropy(Loss):
     """Complement cross-entropy (Kim, Lee & Jeon, "Imbalanced Image Classification with
     Complement Cross Entropy", Pattern Recognition Letters 2021, arXiv:2009.02189).
@@ -245,6 +288,8 @@ class ComplementCrossEntropy(Loss):
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(N,)``).
     """
 
+    consumes = frozenset({LossInput.CLASS_LOGITS})
+
     def __init__(self, gamma: float = -1.0, reduction: Reduction = "mean") -> None:
         super().__init__(reduction)
         self.gamma = _check_weight("gamma", gamma)
@@ -253,10 +298,14 @@ class ComplementCrossEntropy(Loss):
         return f"gamma={self.gamma}, reduction={self.reduction!r}"
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.reduce(self.per_sample(logits, labels))
+
+    def per_sample(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Per-sample losses ``(N,)``."""
         check_scores("logits", logits, labels)
         _check_two_classes(logits)
         per_sample = F.cross_entropy(logits, labels, reduction="none")
         if self.gamma != 0:
             h_c = _complement_entropy_per_sample(logits, labels)
             per_sample = per_sample + self.gamma / (logits.shape[1] - 1) * h_c
-        return self.reduce(per_sample)
+        return per_sample

@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from metriclab.losses.base import Loss, Reduction, check_finite
+from metriclab.losses.base import LOSSES, Loss, LossInput, Reduction, check_finite
 from metriclab.losses.classification import check_scores
 
 
@@ -81,6 +81,7 @@ def _check_probabilities(probs: torch.Tensor) -> None:
         )
 
 
+@LOSSES.register("hard_mining")
 class HardMiningLoss(Loss):
     """Multi-class HMLoss: ``α · w(p_y)^γ · (−log p_y)`` per sample.
 
@@ -98,6 +99,8 @@ class HardMiningLoss(Loss):
         from_probs: whether ``scores`` are probabilities rather than logits.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(N,)``).
     """
+
+    consumes = frozenset({LossInput.CLASS_LOGITS})
 
     def __init__(
         self,
@@ -119,6 +122,10 @@ class HardMiningLoss(Loss):
         )
 
     def forward(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.reduce(self.per_sample(scores, labels))
+
+    def per_sample(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Per-sample losses ``(N,)``."""
         check_scores("probs" if self.from_probs else "logits", scores, labels)
         if self.from_probs:
             _check_probabilities(scores)
@@ -134,9 +141,10 @@ class HardMiningLoss(Loss):
             log_p = torch.log_softmax(scores, dim=1).gather(1, labels[:, None]).squeeze(1)
             p = log_p.exp()
         weight = _modulate(hard_mining_weight(p, self.delta), self.gamma)
-        return self.reduce(self.alpha * weight * -log_p)
+        return self.alpha * weight * -log_p
 
 
+@LOSSES.register("binary_hard_mining")
 class BinaryHardMiningLoss(Loss):
     """Binary HMLoss: ``α_t · w(p_t)^γ · (−log p_t)`` per sample, with ``p_t = p`` and
     ``α_t = α`` for positives, ``p_t = 1 − p`` and ``α_t = 1 − α`` for negatives.
@@ -153,6 +161,10 @@ class BinaryHardMiningLoss(Loss):
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(N,)``).
     """
 
+    # Binary scores with 0/1 targets: a Siamese head's pair logits and same-class flags are
+    # exactly that, so it trains under the siamese objective as a hard-mining verification loss.
+    consumes = frozenset({LossInput.PAIR_LOGITS})
+
     def __init__(
         self,
         alpha: float = 0.75,
@@ -167,6 +179,10 @@ class BinaryHardMiningLoss(Loss):
         self.from_probs = from_probs
 
     def forward(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.reduce(self.per_sample(scores, targets))
+
+    def per_sample(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per-sample losses ``(N,)``."""
         name = "probs" if self.from_probs else "logits"
         if scores.ndim != 1 or scores.shape != targets.shape or not scores.is_floating_point():
             raise ValueError(
@@ -186,4 +202,4 @@ class BinaryHardMiningLoss(Loss):
             positive, scores.new_tensor(self.alpha), scores.new_tensor(1 - self.alpha)
         )
         weight = _modulate(hard_mining_weight(log_pt.exp(), self.delta), self.gamma)
-        return self.reduce(alpha_t * weight * -log_pt)
+        return alpha_t * weight * -log_pt

@@ -69,3 +69,34 @@ def check_batch(embeddings: torch.Tensor, labels: torch.Tensor) -> None:
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise ValueError(f"labels must be integer class ids, got dtype {labels.dtype}")
     check_finite("embeddings", embeddings)
+
+
+def is_labeled_batch(inputs: tuple[object, ...]) -> bool:
+    """Whether ``inputs`` is pytorch-metric-learning's ``(embeddings, labels)`` call: two tensors,
+    the second 1-D with an integer dtype (aligned pairs' ``same`` flags are never on their own)."""
+    if len(inputs) != 2 or not all_tensors(inputs):
+        return False
+    labels = inputs[1]
+    return (
+        isinstance(labels, torch.Tensor)
+        and labels.ndim == 1
+        and not (labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool)
+    )
+
+
+def all_tensors(inputs: tuple[object, ...]) -> bool:
+    """Whether every input is a tensor (a PML miner's ``indices_tuple`` is not)."""
+    return all(isinstance(t, torch.Tensor) for t in inputs)
+
+
+def form_error(loss: str, explicit: str, inputs: tuple[object, ...]) -> str:
+    """The one sentence for a call that matches neither of a pair or triplet loss's forms."""
+    got = ", ".join(
+        f"{tuple(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
+        for t in inputs
+    )
+    return (
+        f"{loss} takes ({explicit}) or a labelled batch (embeddings (B, D), integer labels (B,)), "
+        f"got {len(inputs)} argument(s): {got or 'none'}; it mines its own tuples, so pass no "
+        "miner's indices_tuple"
+    )

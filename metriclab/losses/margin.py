@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metriclab.losses.base import Loss, Reduction, check_finite
+from metriclab.losses.base import LOSSES, Loss, LossInput, Reduction, TrainerValue, check_finite
 from metriclab.losses.classification import check_labels
 
 
@@ -42,6 +43,7 @@ def _check_margins(margins: Mapping[int, float], num_classes: int) -> dict[int, 
     return checked
 
 
+@LOSSES.register("camri")
 class CAMRILoss(Loss):
     """CAMRI loss: softmax cross-entropy on scaled cosines with a margin on important classes.
 
@@ -77,6 +79,11 @@ class CAMRILoss(Loss):
     returns ``(N, C)``; ``forward`` returns a scalar, or ``(N,)`` with ``reduction="none"``.
     The class weights are the parameter ``weight`` of shape ``(C, D)``: give them to the optimiser.
     """
+
+    consumes = frozenset({LossInput.CLASS_WEIGHTS})
+    fills = MappingProxyType(
+        {"embedding_dim": TrainerValue.EMBEDDING_DIM, "num_classes": TrainerValue.NUM_CLASSES}
+    )
 
     def __init__(
         self,
@@ -146,6 +153,10 @@ class CAMRILoss(Loss):
         return self.scale * cos.scatter(1, labels[:, None], new_target[:, None])
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.reduce(self.per_sample(embeddings, labels))
+
+    def per_sample(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Per-sample cross-entropies ``(N,)`` on the margin logits."""
         logits = self.logits(embeddings, labels)
         check_labels(labels, logits.shape[0], self.num_classes)
-        return self.reduce(F.cross_entropy(logits, labels, reduction="none"))
+        return F.cross_entropy(logits, labels, reduction="none")

@@ -4,38 +4,29 @@
 metriclab loss; ``build_loss("pml:TripletMarginLoss", {"margin": 0.1})`` a
 pytorch-metric-learning one and ``build_miner("pml:BatchHardMiner", {})`` a PML miner. Parameters
 are checked against the constructor's signature before anything is built.
+
+Each metriclab loss registers itself in :data:`LOSSES` next to its class; what a loss consumes
+is its own declaration (:mod:`metriclab.losses.contract`), read with :func:`loss_declaration`.
 """
 
 from __future__ import annotations
 
 import difflib
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
 from metriclab.distances import Distance, build_distance, to_pml
-from metriclab.losses.classification import OHEM, ComplementCrossEntropy, CosineLoss
-from metriclab.losses.hard_mining import BinaryHardMiningLoss, HardMiningLoss
-from metriclab.losses.margin import CAMRILoss
-from metriclab.losses.pair import ContrastiveLoss, VerificationLoss
-from metriclab.losses.triplet import TripletLoss
+
+# Importing the loss modules registers their losses (each next to its class).
+from metriclab.losses import hard_mining, margin, pair, triplet  # noqa: F401
+from metriclab.losses.base import LOSSES
+from metriclab.losses.classification import OHEM
+from metriclab.losses.contract import Declaration, declaration_of, signature
 
 PML_PREFIX = "pml:"
-
-LOSSES: dict[str, type[nn.Module]] = {
-    "verification": VerificationLoss,
-    "cross_entropy": nn.CrossEntropyLoss,
-    "contrastive": ContrastiveLoss,
-    "triplet": TripletLoss,
-    "camri": CAMRILoss,
-    "cosine": CosineLoss,
-    "ohem": OHEM,
-    "hard_mining": HardMiningLoss,
-    "binary_hard_mining": BinaryHardMiningLoss,
-    "complement_cross_entropy": ComplementCrossEntropy,
-}
+PML_CHOICE = f" or {PML_PREFIX}<Name> for a pytorch-metric-learning loss"
 
 
 def build_loss(name: str, params: Mapping[str, Any] | None = None) -> nn.Module:
@@ -45,17 +36,30 @@ def build_loss(name: str, params: Mapping[str, Any] | None = None) -> nn.Module:
     ``{"name": "weighted_l1", "dim": 64}``, or a metriclab ``Distance``; PML losses receive it
     converted with :func:`~metriclab.distances.to_pml`.
     """
-    if name.startswith(PML_PREFIX):
+    return _construct(
+        loss_class(name), name, params or {}, pml=name.startswith(PML_PREFIX), kind="loss"
+    )
+
+
+def loss_class(name: str) -> type[nn.Module]:
+    """The class ``name`` builds: a :data:`LOSSES` entry or ``pml:<Name>``; one clear error else."""
+    if isinstance(name, str) and name.startswith(PML_PREFIX):
         from pytorch_metric_learning import losses as pml_losses
 
-        cls = _pml_class(pml_losses, name, "loss", pml_losses.BaseMetricLossFunction)
-        return _construct(cls, name, params or {}, pml=True, kind="loss")
+        return _pml_class(pml_losses, name, "loss", pml_losses.BaseMetricLossFunction)
     if name not in LOSSES:
-        raise ValueError(
-            f"unknown loss {name!r}{_suggest(name, LOSSES)}; choose one of "
-            f"{', '.join(LOSSES)} or {PML_PREFIX}<Name> for a pytorch-metric-learning loss"
-        )
-    return _construct(LOSSES[name], name, params or {}, pml=False, kind="loss")
+        raise LOSSES.unknown(name, PML_CHOICE)
+    return LOSSES.get(name)
+
+
+def loss_declaration(name: str) -> Declaration:
+    """What the loss ``name`` consumes and which constructor parameters the trainer fills.
+
+    Read from the class; an instance may narrow it (:class:`~metriclab.losses.OHEM` consumes
+    what its wrapped loss does), so check a built loss with
+    :func:`~metriclab.losses.contract.declaration_of`.
+    """
+    return declaration_of(loss_class(name))
 
 
 def build_miner(name: str, params: Mapping[str, Any] | None = None) -> nn.Module:
@@ -73,17 +77,6 @@ def build_miner(name: str, params: Mapping[str, Any] | None = None) -> nn.Module
 
     cls = _pml_class(pml_miners, name, "miner", pml_miners.BaseMiner)
     return _construct(cls, name, params or {}, pml=True, kind="miner")
-
-
-def loss_parameters(name: str) -> set[str]:
-    """The constructor parameters of the loss ``name`` (empty for an unknown name)."""
-    if name.startswith(PML_PREFIX):
-        from pytorch_metric_learning import losses as pml_losses
-
-        cls = getattr(pml_losses, name.removeprefix(PML_PREFIX), None)
-    else:
-        cls = LOSSES.get(name)
-    return _signature(cls)[0] if isinstance(cls, type) else set()
 
 
 def _pml_class(module: Any, name: str, kind: str, base: type) -> type[nn.Module]:
@@ -104,7 +97,7 @@ def _construct(
 ) -> nn.Module:
     if not isinstance(params, Mapping):
         raise ValueError(f"params for {name!r} must be a mapping, got {type(params).__name__}")
-    accepted, required = _signature(cls)
+    accepted, required = signature(cls)
     for key in params:
         if key not in accepted:
             raise ValueError(
@@ -126,31 +119,14 @@ def _construct(
         raise ValueError(f"cannot build {kind} {name!r} from {dict(params)}: {failure}") from None
 
 
-def _signature(cls: type) -> tuple[set[str], set[str]]:
-    """Named constructor parameters (following ``**kwargs`` up the MRO, as PML passes them on)
-    and the required ones."""
-    accepted: set[str] = set()
-    required: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass) or klass in (nn.Module, object):
-            continue
-        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
-        named = [p for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-        accepted |= {p.name for p in named}
-        required |= {p.name for p in named if p.default is p.empty and klass is cls}
-        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
-            break
-    return accepted, required
-
-
 def _inner_loss(spec: Mapping[str, Any]) -> nn.Module:
-    """OHEM's wrapped loss from ``{"name": ..., "params": {...}}``, per sample (reduction none)."""
+    """OHEM's wrapped loss from ``{"name": ..., "params": {...}}``."""
     if set(spec) - {"name", "params"} or "name" not in spec:
         raise ValueError(
             f"ohem's loss must be a mapping {{'name': ..., 'params': {{...}}}}, got {dict(spec)!r}"
         )
-    params = {"reduction": "none", **dict(spec.get("params") or {})}
-    return build_loss(spec["name"], params)
+    # OHEM asks the loss for per-sample values itself, so the loss keeps its own reduction.
+    return build_loss(spec["name"], dict(spec.get("params") or {}))
 
 
 def _distance(spec: Any) -> Distance:

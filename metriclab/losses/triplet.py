@@ -6,13 +6,23 @@ A triplet ``(a, p, n)`` costs ``f(d(a, p) − d(a, n) + margin)`` with ``f = max
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from metriclab.distances import Distance
-from metriclab.losses.base import Loss, Reduction
-from metriclab.losses.inputs import check_aligned, check_batch, check_margin, resolve_distance
+from metriclab.losses.base import LOSSES, Loss, LossInput, Reduction, TrainerValue
+from metriclab.losses.inputs import (
+    all_tensors,
+    check_aligned,
+    check_batch,
+    check_margin,
+    form_error,
+    is_labeled_batch,
+    resolve_distance,
+)
 
 MINING = ("all", "batch_hard", "semi_hard")
 
@@ -21,13 +31,18 @@ MINING = ("all", "batch_hard", "semi_hard")
 _CHUNK_ELEMENTS = 2**21
 
 
+@LOSSES.register("triplet")
 class TripletLoss(Loss):
     """Triplet margin loss over explicit triplets or triplets mined from a labelled batch.
 
-    * ``forward(anchor, positive, negative)``: explicit triplets, three ``(N, D)`` tensors →
+    The two forms are told apart by the arguments:
+
+    * ``loss(anchor, positive, negative)``: explicit triplets, three ``(N, D)`` tensors →
       per-triplet losses ``(N,)``; ``"mean"`` averages over the ``N`` triplets. Only with
       ``mining="all"``: explicit triplets are already chosen.
-    * ``batch(embeddings, labels)``: ``(B, D)`` and ``(B,)``; the valid triplets are those with
+    * ``loss(embeddings, labels)`` (pytorch-metric-learning's call), the same as
+      ``loss.batch(embeddings, labels)``: ``(B, D)`` and integer ``(B,)``; the valid triplets are
+      those with
       ``label[p] = label[a]``, ``p ≠ a`` and ``label[n] ≠ label[a]``, and ``mining`` selects:
 
       - ``"all"``: every valid triplet.
@@ -58,6 +73,10 @@ class TripletLoss(Loss):
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
     """
 
+    consumes = frozenset({LossInput.TRIPLETS, LossInput.LABELED_BATCH})
+    # A learned model distance (WeightedL1) then trains through this loss.
+    fills = MappingProxyType({"distance": TrainerValue.DISTANCE})
+
     def __init__(
         self,
         margin: float = 0.2,
@@ -80,19 +99,45 @@ class TripletLoss(Loss):
         """``f(v)`` of the violations ``v = d(a, p) − d(a, n) + margin``, any shape."""
         return F.softplus(violation) if self.soft else violation.clamp_min(0.0)
 
-    def forward(
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if is_labeled_batch(inputs):
+            return self.batch(*inputs)
+        return self.reduce(self.per_sample(*inputs))
+
+    def per_sample(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """Per-triplet losses ``(N,)`` of ``(anchor, positive, negative)``, or per-anchor sums
+        ``(B,)`` of ``(embeddings, labels)``."""
+        if is_labeled_batch(inputs):
+            return self._per_anchor(*inputs)[0]
+        if len(inputs) == 3 and all_tensors(inputs):
+            return self._explicit(*inputs)
+        raise ValueError(form_error("TripletLoss", "anchor, positive, negative", inputs))
+
+    def _explicit(
         self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor
     ) -> torch.Tensor:
         if self.mining != "all":
             raise ValueError(
                 f"mining={self.mining!r} selects triplets from a labelled batch: call "
-                ".batch(embeddings, labels), or use mining='all' for explicit triplets"
+                ".batch(embeddings, labels) or loss(embeddings, labels), or use mining='all' for "
+                "explicit triplets"
             )
         check_aligned(("anchor", "positive", "negative"), anchor, positive, negative)
         violation = self.distance(anchor, positive) - self.distance(anchor, negative) + self.margin
-        return self.reduce(self.triplet_loss(violation))
+        return self.triplet_loss(violation)
 
     def batch(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The loss of the triplets ``mining`` selects in a labelled batch ``(B, D)``, ``(B,)``."""
+        per_anchor, counts = self._per_anchor(embeddings, labels)
+        if self.reduction == "none":
+            return per_anchor
+        total = per_anchor.sum()
+        return total if self.reduction == "sum" else total / counts.sum().clamp_min(1)
+
+    def _per_anchor(
+        self, embeddings: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each anchor's loss sum ``(B,)`` and number of selected triplets ``(B,)``."""
         check_batch(embeddings, labels)
         same = labels[:, None] == labels[None, :]
         negative = ~same
@@ -104,10 +149,7 @@ class TripletLoss(Loss):
         else:
             distances = self.distance.matrix(embeddings, embeddings)
             per_anchor, counts = self._chunked(distances, positive, negative)
-        if self.reduction == "none":
-            return per_anchor
-        total = per_anchor.sum()
-        return total if self.reduction == "sum" else total / counts.sum().clamp_min(1)
+        return per_anchor, counts
 
     def _batch_hard(
         self, embeddings: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor

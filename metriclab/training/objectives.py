@@ -1,5 +1,10 @@
 """Training objectives: each draws its own batch for a step and returns the loss.
 
+An objective declares the loss inputs it can produce (``produces``, in order of preference); a
+loss declares what it consumes (:mod:`metriclab.losses.base`). The objective feeds ``train.loss``
+the first input both share, and refuses a loss it cannot feed with one sentence naming the
+objectives that can. Nothing here looks at a loss's name or class.
+
 Every objective derives its randomness from ``(seed, step)`` alone, so step ``t`` sees the same
 batch whether the run was interrupted or not: resuming from a checkpoint continues exactly.
 Under DistributedDataParallel every rank draws the same global batch and embeds only its shard.
@@ -9,25 +14,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metriclab.config import Config, ConfigError
+from metriclab.config import Config, ConfigError, TrainConfig
 from metriclab.data import ClassTable, LabeledImages, PairSampler, to_float
 from metriclab.data.samplers import ClassDraw
 from metriclab.distances import Distance
-from metriclab.losses import ContrastiveLoss, TripletLoss
-from metriclab.losses.registry import build_loss, build_miner, loss_parameters
+from metriclab.losses import LossInput, TrainerValue, build_loss, build_miner, declaration_of
+from metriclab.losses.base import describe
+from metriclab.losses.registry import loss_declaration
 from metriclab.models import SiameseNet
+from metriclab.registry import Registry
 from metriclab.training.distributed import World
 
 #: uint8 batch ``(B, C, H, W)`` and a generator → augmented uint8 batch of the same shape.
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
-
-OBJECTIVES = ("siamese", "triplet", "episodic", "classifier")
 
 
 def step_rng(seed: int, step: int) -> np.random.Generator:
@@ -48,7 +54,12 @@ class Setup:
 
 
 class Objective(nn.Module):
-    """Base: holds the training images and turns positions into network inputs."""
+    """Base: holds the training images and turns positions into network inputs.
+
+    ``produces``: the loss inputs this objective can feed ``train.loss``, preferred first.
+    """
+
+    produces: ClassVar[tuple[LossInput, ...]] = ()
 
     def __init__(self, setup: Setup) -> None:
         super().__init__()
@@ -83,16 +94,24 @@ class Objective(nn.Module):
         raise NotImplementedError
 
 
-class SiameseObjective(Objective):
-    """Balanced same/different pairs; Koch's verification loss on SiameseNet logits.
+#: Every training objective a config can name (``train.objective``).
+OBJECTIVES: Registry[type[Objective]] = Registry("objective", key="train.objective")
 
-    ``train.loss``: ``verification`` (BCE on ``b − d``) or a loss taking ``(e1, e2, same)``
-    such as ``contrastive`` (Hadsell et al. 2006).
+
+@OBJECTIVES.register("siamese")
+class SiameseObjective(Objective):
+    """Balanced same/different pairs (Koch et al. 2015).
+
+    Feeds a loss that consumes pair logits (``verification``: BCE on the SiameseNet logits
+    ``b − d``; ``binary_hard_mining``) or aligned pairs ``(e1, e2, same)`` (``contrastive``,
+    Hadsell et al. 2006).
     """
+
+    produces = (LossInput.PAIR_LOGITS, LossInput.PAIRS)
 
     def __init__(self, setup: Setup) -> None:
         super().__init__(setup)
-        data, config, distance = setup.data, setup.config, setup.distance
+        data, config = setup.data, setup.config
         self.pairs = PairSampler(
             data.labels,
             config.train.batch_size,
@@ -102,8 +121,7 @@ class SiameseObjective(Objective):
             group_names=data.group_names,
         )
         self.batch_size = config.train.batch_size
-        self.criterion = build_criterion(config, distance)
-        self.on_logits = config.train.loss == "verification"
+        self.criterion, self.form = build_fed_loss(setup, self.produces)
 
     def loss(self, model: SiameseNet, step: int) -> tuple[torch.Tensor, int]:
         rng = step_rng(self.seed, step)
@@ -111,23 +129,35 @@ class SiameseObjective(Objective):
         embeddings = self.embed(model, np.concatenate([first, second]), rng)
         e1, e2 = embeddings.split(len(first))
         target = torch.from_numpy(same).to(self.device)
-        if self.on_logits:
+        if self.form is LossInput.PAIR_LOGITS:
             loss = self.criterion(model.logits(e1, e2), target)
         else:
             loss = self.criterion(e1, e2, target)
         return self.scaled(loss), 2 * len(first)
 
 
+@OBJECTIVES.register("episodic")
 class EpisodicObjective(Objective):
     """Prototypical loss over one N-way K-shot episode per step (Snell et al. 2017).
 
     Logits are ``−d(query, prototype)`` with the model's distance (squared L2 in the paper);
-    the loss is cross-entropy over the N classes of the episode.
+    the loss is cross-entropy over the N classes of the episode. It is the objective's own loss:
+    it feeds no ``train.loss`` and refuses one set to anything but the config's default.
     """
 
     def __init__(self, setup: Setup) -> None:
         super().__init__(setup)
         data, config = setup.data, setup.config
+        default = TrainConfig().loss
+        if config.train.loss != default:
+            name = config.train.loss
+            consumes = loss_declaration(name).consumes or consumed_by(configured_loss(setup))
+            fix = _able(consumes)
+            raise ConfigError(
+                f"train.objective={config.train.objective} trains with its own prototypical "
+                f"cross-entropy and feeds no train.loss; drop train.loss={name}"
+                + (f", or {fix}" if fix else "")
+            )
         self.n_way, self.k_shot, self.n_query = (
             config.train.n_way,
             config.train.k_shot,
@@ -158,12 +188,19 @@ class EpisodicObjective(Objective):
         return self.scaled(F.cross_entropy(logits, target)), len(positions)
 
 
+@OBJECTIVES.register("triplet")
 class TripletObjective(Objective):
-    """P classes × K images per batch; a loss over ``(embeddings, labels)`` with in-batch mining."""
+    """P classes × K images per batch; a loss over ``(embeddings, labels)`` with in-batch mining.
+
+    With ``train.miner`` (a pytorch-metric-learning miner) it feeds the miner's tuples too, so
+    the loss must consume mined batches; metriclab's losses select their own tuples.
+    """
+
+    produces = (LossInput.LABELED_BATCH, LossInput.MINED_BATCH)
 
     def __init__(self, setup: Setup) -> None:
         super().__init__(setup)
-        data, config, distance = setup.data, setup.config, setup.distance
+        data, config = setup.data, setup.config
         self.table = ClassTable.from_labels(data.labels)
         self.classes_per_batch = config.train.classes_per_batch
         self.samples_per_class = config.train.samples_per_class
@@ -174,7 +211,9 @@ class TripletObjective(Objective):
                 f"at least train.samples_per_class={self.samples_per_class} images; "
                 f"the training data has {len(self.eligible)}"
             )
-        self.criterion = build_criterion(config, distance)
+        mined = config.train.miner is not None
+        form = LossInput.MINED_BATCH if mined else LossInput.LABELED_BATCH
+        self.criterion, _ = build_fed_loss(setup, (form,))
         self.miner = (
             None
             if config.train.miner is None
@@ -187,39 +226,37 @@ class TripletObjective(Objective):
         positions = self.table.draw(rng, classes, self.samples_per_class).ravel()
         embeddings = self.embed(model, positions, rng)
         labels = self.data.labels[torch.from_numpy(positions)].to(self.device)
-        if isinstance(self.criterion, (TripletLoss, ContrastiveLoss)):
-            loss = self.criterion.batch(embeddings, labels)
-        elif self.miner is not None:
+        if self.miner is not None:
             loss = self.criterion(embeddings, labels, self.miner(embeddings, labels))
         else:
             loss = self.criterion(embeddings, labels)
         return self.scaled(loss), len(positions)
 
 
+@OBJECTIVES.register("classifier")
 class ClassifierObjective(Objective):
     """Classification over the training classes; the embedding is taken before the head.
 
-    Losses that own class weights (their constructor takes ``embedding_dim`` or
-    ``embedding_size``: ``camri``, ``pml:ArcFaceLoss``…) take the embeddings; the others
-    (``cross_entropy``, ``cosine``, ``ohem``, ``hard_mining``, ``complement_cross_entropy``)
-    take the logits of a linear head on the embeddings. ``num_classes`` and the embedding size
-    are filled in from the data and the model unless the config sets them.
+    A loss that owns class weights (consumes ``CLASS_WEIGHTS``: ``camri``, ``pml:ArcFaceLoss``…)
+    takes the embeddings; one that consumes ``CLASS_LOGITS`` (``cross_entropy``, ``cosine``,
+    ``ohem``, ``hard_mining``, ``complement_cross_entropy``) takes the logits of a linear head on
+    the embeddings. Parameters the loss declares in ``fills`` (the number of classes, the
+    embedding size) come from the data and the model unless the config sets them.
     """
+
+    produces = (LossInput.CLASS_WEIGHTS, LossInput.CLASS_LOGITS)
 
     def __init__(self, setup: Setup) -> None:
         super().__init__(setup)
         data, config = setup.data, setup.config
         self.batch_size = config.train.batch_size
-        accepted = loss_parameters(config.train.loss)
-        params = dict(config.train.loss_params)
-        filled = {"num_classes": data.num_classes}
-        filled |= {"embedding_dim": config.model.dim, "embedding_size": config.model.dim}
-        for key, value in filled.items():
-            if key in accepted:
-                params.setdefault(key, value)
-        takes_embeddings = bool({"embedding_dim", "embedding_size"} & accepted)
-        self.criterion = build_loss(config.train.loss, params)
-        self.head = None if takes_embeddings else nn.Linear(config.model.dim, data.num_classes)
+        self.criterion, form = build_fed_loss(setup, self.produces)
+        # Built after the loss, as before, so that the global RNG draws stay in the same order.
+        self.head = (
+            None
+            if form is LossInput.CLASS_WEIGHTS
+            else nn.Linear(config.model.dim, data.num_classes)
+        )
 
     def loss(self, model: SiameseNet, step: int) -> tuple[torch.Tensor, int]:
         rng = step_rng(self.seed, step)
@@ -231,15 +268,71 @@ class ClassifierObjective(Objective):
         return self.scaled(self.criterion(outputs, labels)), len(positions)
 
 
-def build_criterion(config: Config, distance: Distance) -> nn.Module:
-    """``train.loss`` built from ``train.loss_params``; a distance-taking loss defaults to the
-    model's distance, so a learned metric (WeightedL1) trains through the loss."""
+def build_fed_loss(setup: Setup, forms: tuple[LossInput, ...]) -> tuple[nn.Module, LossInput]:
+    """``train.loss`` built (:func:`configured_loss`) and the first of ``forms`` it consumes.
+
+    A loss that consumes none of ``forms`` is refused with one :class:`ConfigError` sentence
+    naming the objectives that can feed it.
+    """
+    name = setup.config.train.loss
+    declared = loss_declaration(name).consumes
+    if declared:  # refuse before building when the class already tells (OHEM does not)
+        _check_fed(name, declared, forms, setup.config)
+    criterion = configured_loss(setup)
+    return criterion, _check_fed(name, consumed_by(criterion), forms, setup.config)
+
+
+def configured_loss(setup: Setup) -> nn.Module:
+    """``train.loss`` built from ``train.loss_params``.
+
+    Constructor parameters the loss declares in ``fills`` default to the trainer's values: the
+    number of training classes, ``model.dim`` and the model's distance (so a learned metric,
+    WeightedL1, trains through a distance-taking loss).
+    """
+    config = setup.config
+    trainer_values: dict[TrainerValue, Any] = {
+        TrainerValue.NUM_CLASSES: setup.data.num_classes,
+        TrainerValue.EMBEDDING_DIM: config.model.dim,
+        TrainerValue.DISTANCE: setup.distance,
+    }
     params = dict(config.train.loss_params)
-    if "distance" in loss_parameters(config.train.loss) and not config.train.loss.startswith(
-        "pml:"
-    ):
-        params.setdefault("distance", distance)
+    for parameter, value in loss_declaration(config.train.loss).fills.items():
+        params.setdefault(parameter, trainer_values[value])
     return build_loss(config.train.loss, params)
+
+
+def consumed_by(loss: nn.Module) -> frozenset[LossInput]:
+    """What a built loss consumes (an instance may narrow its class: OHEM)."""
+    return declaration_of(loss).consumes
+
+
+def _check_fed(
+    name: str, consumes: frozenset[LossInput], forms: tuple[LossInput, ...], config: Config
+) -> LossInput:
+    """The first of ``forms`` in ``consumes``; else the one-sentence refusal."""
+    for form in forms:
+        if form in consumes:
+            return form
+    objective = config.train.objective
+    if forms == (LossInput.MINED_BATCH,) and LossInput.LABELED_BATCH in consumes:
+        raise ConfigError(
+            f"loss {name!r} selects its own tuples from a labelled batch and takes no miner's; "
+            f"drop train.miner={config.train.miner}, or use a pytorch-metric-learning loss "
+            "(pml:<Name>) with it"
+        )
+    fix = _able(consumes) or "no registered objective can feed it"
+    raise ConfigError(
+        f"loss {name!r} consumes {describe(consumes)}, which train.objective={objective} cannot "
+        f"produce; {fix}"
+    )
+
+
+def _able(consumes: frozenset[LossInput]) -> str:
+    """``use train.objective=… (objectives that can feed it: …)`` from the registry, or ``""``."""
+    able = [name for name, kind in OBJECTIVES.items() if consumes & set(kind.produces)]
+    if not able:
+        return ""
+    return f"use train.objective={able[0]} (objectives that can feed it: {', '.join(able)})"
 
 
 def build_objective(
@@ -250,19 +343,10 @@ def build_objective(
     world: World | None = None,
 ) -> Objective:
     """The objective ``train.objective`` names, over the training ``data``."""
-    kinds = {
-        "siamese": SiameseObjective,
-        "triplet": TripletObjective,
-        "episodic": EpisodicObjective,
-        "classifier": ClassifierObjective,
-    }
     if config.train.within_group and data.groups is None:
         raise ConfigError(
             f"train.within_group needs data with groups such as Omniglot's alphabets; "
             f"{data.description or config.data.name} has none"
         )
-    if config.train.objective not in kinds:
-        raise ConfigError(
-            f"unknown objective {config.train.objective!r}; choose one of {', '.join(kinds)}"
-        )
-    return kinds[config.train.objective](Setup(data, config, augment, world or World(), distance))
+    kind = OBJECTIVES.get(config.train.objective)
+    return kind(Setup(data, config, augment, world or World(), distance))

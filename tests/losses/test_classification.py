@@ -148,9 +148,44 @@ def test_ohem_gradient_reaches_only_kept_samples() -> None:
     assert torch.autograd.gradcheck(lambda o: OHEM(inner, 3)(o, labels), (outputs,))
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("inner_reduction", ["mean", "sum"])
+def test_ohem_ranks_per_sample_losses_whatever_the_inner_reduction(
+    reduction: str, inner_reduction: str
+) -> None:
+    outputs, labels = random_logits(4, 9, 4)
+    reducing = CosineLoss(ce_weight=0.1, num_classes=4, reduction=inner_reduction).double()
+    per_sample = CosineLoss(ce_weight=0.1, num_classes=4, reduction="none").double()
+    per_sample.load_state_dict(reducing.state_dict())
+    values, grads = [], []
+    for inner in (reducing, per_sample):
+        x = outputs.clone().requires_grad_(True)
+        value = OHEM(inner, 0.6, reduction=reduction)(x, labels)  # type: ignore[arg-type]
+        value.sum().backward()
+        values.append(value.detach())
+        grads.append(x.grad)
+    torch.testing.assert_close(values[0], values[1], rtol=0, atol=0)
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
+
+
+def test_ohem_over_torch_cross_entropy_keeps_its_weight_and_label_smoothing() -> None:
+    logits, labels = random_logits(5, 12, 4)
+    weight = torch.tensor([0.5, 1.0, 2.0, 1.5], dtype=torch.float64)
+    inner = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=0.1)  # mean-reducing
+    # Independent reference: smoothed targets, log-softmax, per-class weights, by hand.
+    log_p = torch.log_softmax(logits, dim=1)
+    smooth = torch.full_like(log_p, 0.1 / 4).scatter(1, labels[:, None], 0.9 + 0.1 / 4)
+    per = -(smooth * log_p * weight).sum(1)
+    hardest = per.sort(descending=True).values[:6]
+    got = OHEM(inner, 0.5)(logits, labels)
+    assert got.item() == pytest.approx(hardest.mean().item(), abs=1e-12)
+
+
 def test_ohem_errors() -> None:
-    with pytest.raises(ValueError, match="reduction='none'"):
-        OHEM(CosineLoss(), 0.5)
+    with pytest.raises(ValueError, match="cannot rank the per-sample losses of BCEWithLogitsLoss"):
+        OHEM(torch.nn.BCEWithLogitsLoss(), 0.5)
+    with pytest.raises(ValueError, match="cannot rank"):
+        OHEM(lambda x, y: x, 0.5)  # type: ignore[arg-type]
     inner = CosineLoss(reduction="none")
     for keep in (0.0, 1.5, -0.2, 0, -3, True, "half"):
         with pytest.raises(ValueError, match="keep"):

@@ -49,7 +49,9 @@ def test_pml_losses_and_miners_plug_in_with_unnormalised_distances() -> None:
 
 
 def test_unknown_names_and_params_suggest_the_closest() -> None:
-    with pytest.raises(ValueError, match="unknown loss 'tripplet' \\(did you mean 'triplet'\\?\\)"):
+    with pytest.raises(
+        ValueError, match="unknown loss 'tripplet' for train.loss \\(did you mean 'triplet'\\?\\)"
+    ):
         build_loss("tripplet", {})
     with pytest.raises(ValueError, match="unknown parameter 'margn'.*did you mean 'margin'"):
         build_loss("triplet", {"margn": 0.2})

@@ -215,7 +215,10 @@ def test_faults_are_one_clear_error(tmp_path: Path, capsys) -> None:
     assert main(["train", "--no-progress", "--run-dir", str(blocker / "run"), "train.steps=1"]) == 2
     assert "cannot create run folder" in capsys.readouterr().err
     for override, message in (
-        ("train.objective=magic", "unknown objective 'magic'; choose one of siamese"),
+        (
+            "train.objective=magic",
+            "unknown objective 'magic' for train.objective; choose one of siamese",
+        ),
         ("train.loss=tripplet", "did you mean 'triplet'"),
         ("model.backbone=conv5", "unknown backbone 'conv5'"),
     ):

@@ -5,4 +5,7 @@ import torch  # noqa: F401  (torch before faiss: both bundle OpenMP runtimes)
 from metriclab import data, distances, evaluation, losses, models
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "data", "distances", "evaluation", "losses", "models"]
+
+from metriclab.bundle import Bundle  # noqa: E402  (the runtime; imports no training code)
+
+__all__ = ["Bundle", "__version__", "data", "distances", "evaluation", "losses", "models"]

@@ -26,7 +26,11 @@ def load_data(config: Config, progress: bool = False) -> LabeledImages:
 
 def build_data(config: Config) -> tuple[LabeledImages, LabeledImages]:
     """The (train, test) class-disjoint split a config describes; validation stays in train."""
-    data = load_data(config)
+    return split_test(load_data(config), config)
+
+
+def split_test(data: LabeledImages, config: Config) -> tuple[LabeledImages, LabeledImages]:
+    """The (train, test) split of ``data`` that ``config.data`` draws; validation stays in train."""
     if config.data.test_groups:
         train, test = data.split_groups(config.data.test_groups)
     else:
@@ -35,12 +39,17 @@ def build_data(config: Config) -> tuple[LabeledImages, LabeledImages]:
             seed=config.data.split_seed,
             test_classes=config.data.test_classes,
         )
+    check_n_way(config, test)
+    return train, test
+
+
+def check_n_way(config: Config, test: LabeledImages) -> None:
+    """Refuse an ``eval.n_way`` larger than the number of unseen classes."""
     if config.eval.n_way > test.num_classes:
         raise ConfigError(
             f"eval.n_way={config.eval.n_way} exceeds the {test.num_classes} unseen classes; "
             f"choose eval.n_way between 2 and {test.num_classes}"
         )
-    return train, test
 
 
 def split_validation(

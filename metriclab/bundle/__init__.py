@@ -1,0 +1,26 @@
+"""The runtime: load a bundle written by ``metriclab export``, embed, score and verify.
+
+Imports no training or export code, so a service that only serves a bundle loads neither.
+"""
+
+from metriclab.bundle.runtime import (
+    FORMAT,
+    MANIFEST,
+    ONNX,
+    TORCHSCRIPT,
+    Bundle,
+    distance_from_record,
+    distance_record,
+    views_record,
+)
+
+__all__ = [
+    "FORMAT",
+    "MANIFEST",
+    "ONNX",
+    "TORCHSCRIPT",
+    "Bundle",
+    "distance_from_record",
+    "distance_record",
+    "views_record",
+]

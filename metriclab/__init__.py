@@ -6,6 +6,7 @@ from metriclab import data, distances, evaluation, losses, models
 
 __version__ = "0.1.0"
 
-from metriclab.bundle import Bundle  # noqa: E402  (the runtime; imports no training code)
+# The runtime (imports no training code); after __version__, which bundles record.
+from metriclab.bundle import Bundle
 
 __all__ = ["Bundle", "__version__", "data", "distances", "evaluation", "losses", "models"]

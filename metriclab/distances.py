@@ -8,19 +8,38 @@ Every distance is an ``nn.Module`` with two entry points:
 All are distances (smaller is closer). Nothing is normalised unless the distance says so: cosine
 distance is ``1 − cos`` by definition, the others see the raw vectors.
 
-``to_pml`` / ``from_pml`` convert to and from pytorch-metric-learning (PML) distances; see their
-docstrings for how PML's similarities (``is_inverted``) and its normalise-by-default are handled.
+Each distance also carries everything else about itself (the contract of DESIGN.md), so no other
+module asks which class it holds:
+
+* how FAISS searches it exactly: ``faiss_metric`` (``"l1"``, ``"l2"`` or ``"inner_product"``),
+  ``faiss_vectors`` (the vectors FAISS indexes) and ``from_faiss`` (FAISS's values back to this
+  distance's values);
+* ``ranking()``: a distance that orders neighbours the same way, cheaper where one exists;
+* one serialisation, ``to_dict`` / :func:`distance_from_dict`, used by indexes, bundles and
+  checkpoints alike, and ``same_as`` to check that two distances measure the same thing;
+* ``to_pml()``: the pytorch-metric-learning distance with the same values (``from_pml`` goes back;
+  see their docstrings for how PML's similarities, ``is_inverted``, and its normalise-by-default
+  are handled).
+
+A new distance is one subclass plus ``DISTANCES.register(name, cls)``.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from metriclab.registry import Registry
+
+#: The FAISS metrics a distance can be searched under (``faiss.METRIC_<upper>``).
+FaissMetric = Literal["l1", "l2", "inner_product"]
 
 
 def _check_pair(a: torch.Tensor, b: torch.Tensor, aligned: bool) -> None:
@@ -38,10 +57,13 @@ def _check_pair(a: torch.Tensor, b: torch.Tensor, aligned: bool) -> None:
 
 
 class Distance(nn.Module):
-    """Base class: subclasses implement ``pairwise`` (aligned) and ``all_pairs`` (matrix)."""
+    """Base class: subclasses implement ``pairwise`` (aligned) and ``all_pairs`` (matrix) and say
+    how FAISS searches them; the defaults below suit a distance without parameters."""
 
-    #: The name configs use for this distance.
-    name: str = ""
+    #: The name configs use for this distance (its key in :data:`DISTANCES`).
+    name: ClassVar[str] = ""
+    #: The FAISS metric that searches ``faiss_vectors`` exactly.
+    faiss_metric: ClassVar[FaissMetric]
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         _check_pair(a, b, aligned=True)
@@ -57,17 +79,64 @@ class Distance(nn.Module):
     def all_pairs(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    @classmethod
+    def build(cls, dim: int | None = None, init: float | None = None) -> Distance:
+        """The distance a config names; ``dim`` is the embedding dimension D, ``init`` the
+        initial value of learned parameters (refused by distances that learn nothing)."""
+        if init is not None:
+            raise ValueError(
+                f"init applies only to learned distances (weighted_l1), not {cls.name!r}; drop it"
+            )
+        return cls()
+
+    def faiss_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """The float32 ``(N, D)`` vectors FAISS indexes so that ``faiss_metric`` on them ranks,
+        and after ``from_faiss`` equals, this distance (default: the vectors themselves)."""
+        return vectors
+
+    def from_faiss(self, values: np.ndarray) -> np.ndarray:
+        """FAISS's search values ``(Nq, k)`` as this distance's values, in place when possible."""
+        return values
+
+    def ranking(self) -> Distance:
+        """A distance that orders neighbours exactly as this one does (itself by default)."""
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able record of this distance; :func:`distance_from_dict` rebuilds it exactly."""
+        return {"name": self.name}
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> Distance:
+        """The distance ``record`` (from :meth:`to_dict`) describes."""
+        return cls()
+
+    def same_as(self, other: Distance) -> bool:
+        """Whether ``other`` measures the same distance (same kind and learned parameters)."""
+        return self.to_dict() == other.to_dict()
+
+    def to_pml(self) -> Any:
+        """The pytorch-metric-learning distance with the same values (see :func:`to_pml`)."""
+        raise ValueError(
+            f"distance {type(self).__name__} has no PML equivalent; use one of "
+            f"{DISTANCES.choices()}"
+        )
+
 
 class L1(Distance):
     """Manhattan distance ``Σ_j |a_j − b_j|``."""
 
     name = "l1"
+    faiss_metric = "l1"
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a - b).abs().sum(-1)
 
     def all_pairs(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.cdist(a, b, p=1.0)
+
+    def to_pml(self) -> Any:
+        return _lp_distance(p=1, power=1)
 
 
 class WeightedL1(Distance):
@@ -87,6 +156,7 @@ class WeightedL1(Distance):
     """
 
     name = "weighted_l1"
+    faiss_metric = "l1"
 
     def __init__(self, dim: int, init: float | None = None) -> None:
         super().__init__()
@@ -118,6 +188,59 @@ class WeightedL1(Distance):
     def all_pairs(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.cdist(self.scale(a), self.scale(b), p=1.0)
 
+    @classmethod
+    def build(cls, dim: int | None = None, init: float | None = None) -> Distance:
+        if dim is None:
+            raise ValueError(
+                "distance 'weighted_l1' needs dim, the embedding dimension; pass dim=D"
+            )
+        return cls(dim, init)
+
+    def faiss_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        # Σ w|a − b| = Σ |wa − wb| for w ≥ 0: plain L1 on scaled vectors is this distance exactly.
+        weight = self.weight.detach().cpu().numpy().astype(np.float32)
+        if vectors.shape[-1] != weight.shape[0]:
+            raise ValueError(
+                f"WeightedL1 was built for dimension {weight.shape[0]}, but the vectors have "
+                f"dimension {vectors.shape[-1]}; use the distance of the model that embedded them"
+            )
+        return np.ascontiguousarray(vectors * weight, dtype=np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        # float32 → Python float is exact, so the weights survive JSON bit for bit. ``weights``
+        # (softplus of ``raw_weight``) is there for readers that do not know the parametrisation.
+        return {
+            "name": self.name,
+            "raw_weight": self.raw_weight.detach().cpu().float().tolist(),
+            "weights": self.weight.detach().cpu().float().tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> Distance:
+        if "raw_weight" in record:
+            raw = torch.tensor(record["raw_weight"], dtype=torch.float32)
+        elif "weights" in record:  # bundles of format 1 stored only w = softplus(raw)
+            weights = torch.tensor(record["weights"], dtype=torch.float32)
+            raw = weights + torch.log(-torch.expm1(-weights))
+        else:
+            raise ValueError("a weighted_l1 record needs 'raw_weight' or 'weights'")
+        if raw.ndim != 1 or len(raw) == 0:
+            raise ValueError(f"weighted_l1 weights must be a non-empty list, got shape {raw.shape}")
+        distance = cls(len(raw))
+        with torch.no_grad():
+            distance.raw_weight.copy_(raw)
+        return distance
+
+    def same_as(self, other: Distance) -> bool:
+        if other.name != self.name:
+            return False
+        mine, theirs = self.weight.detach().cpu(), other.weight.detach().cpu().float()
+        return mine.shape == theirs.shape and torch.allclose(mine, theirs, rtol=1e-6, atol=0.0)
+
+    def to_pml(self) -> Any:
+        # PML has no weighted L1: wrap this module, so its weights train through PML losses.
+        return _pml_wrapper()(self)
+
 
 def _centered(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``a`` and ``b`` minus their joint mean: Euclidean distances are translation invariant.
@@ -140,6 +263,7 @@ class L2(Distance):
     """
 
     name = "l2"
+    faiss_metric = "l2"
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.linalg.vector_norm(a - b, dim=-1)
@@ -147,11 +271,24 @@ class L2(Distance):
     def all_pairs(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.cdist(*_centered(a, b), p=2.0)
 
+    def from_faiss(self, values: np.ndarray) -> np.ndarray:
+        # FAISS's METRIC_L2 reports squared distances.
+        return np.sqrt(np.maximum(values, 0.0, out=values), out=values)
+
+    def ranking(self) -> Distance:
+        # √ is monotone: squared L2 ranks the same and is one batched GEMM instead of
+        # torch.cdist, several times faster on small episodes.
+        return SquaredL2()
+
+    def to_pml(self) -> Any:
+        return _lp_distance(p=2, power=1)
+
 
 class SquaredL2(Distance):
     """Squared Euclidean distance ``‖a − b‖₂²`` (the ProtoNet metric, Snell et al. 2017)."""
 
     name = "squared_l2"
+    faiss_metric = "l2"
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a - b).pow(2).sum(-1)
@@ -163,11 +300,15 @@ class SquaredL2(Distance):
         squared = a.pow(2).sum(-1, keepdim=True) + b.pow(2).sum(-1).unsqueeze(-2) - 2 * cross
         return squared.clamp_min(0.0)
 
+    def to_pml(self) -> Any:
+        return _lp_distance(p=2, power=2)
+
 
 class Cosine(Distance):
     """Cosine distance ``1 − cos(a, b)``, in [0, 2]."""
 
     name = "cosine"
+    faiss_metric = "inner_product"
 
     def __init__(self, eps: float = 1e-8) -> None:
         super().__init__()
@@ -183,28 +324,55 @@ class Cosine(Distance):
         b = F.normalize(b, dim=-1, eps=self.eps)
         return 1.0 - a @ b.transpose(-1, -2)
 
+    def faiss_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        # Inner products of unit vectors are cosines; eps guards zero vectors as in all_pairs.
+        norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+        return np.ascontiguousarray(vectors / np.maximum(norms, self.eps), dtype=np.float32)
 
-DISTANCES: dict[str, type[Distance]] = {
-    cls.name: cls for cls in (L1, WeightedL1, L2, SquaredL2, Cosine)
-}
+    def from_faiss(self, values: np.ndarray) -> np.ndarray:
+        return np.subtract(1.0, values, out=values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "eps": self.eps}
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> Distance:
+        return cls(eps=float(record.get("eps", 1e-8)))
+
+    def to_pml(self) -> Any:
+        # A similarity s = 1 − d with is_inverted=True; its normalisation is harmless (cosine is
+        # scale invariant).
+        from pytorch_metric_learning.distances import CosineSimilarity
+
+        return CosineSimilarity()
+
+
+DISTANCES: Registry[type[Distance]] = Registry("distance", key="model.distance")
+for _cls in (L1, WeightedL1, L2, SquaredL2, Cosine):
+    DISTANCES.register(_cls.name, _cls)
 
 
 def build_distance(name: str, dim: int | None = None, init: float | None = None) -> Distance:
     """The distance a config names (``l1``, ``weighted_l1``, ``l2``, ``squared_l2``, ``cosine``).
 
     ``dim`` (the embedding dimension) and ``init`` (the initial weight, default ``1 / dim``) apply
-    only to ``weighted_l1``, which learns one weight per dimension.
+    only to learned distances such as ``weighted_l1``, which learns one weight per dimension.
     """
-    if name not in DISTANCES:
-        raise ValueError(f"unknown distance {name!r}; choose one of {', '.join(DISTANCES)}")
-    cls = DISTANCES[name]
-    if cls is not WeightedL1:
-        if init is not None:
-            raise ValueError(f"init applies only to weighted_l1, not {name!r}; drop it")
-        return cls()
-    if dim is None:
-        raise ValueError("distance 'weighted_l1' needs dim, the embedding dimension; pass dim=D")
-    return WeightedL1(dim, init)
+    return DISTANCES.get(name).build(dim, init)
+
+
+def distance_from_dict(record: Mapping[str, Any]) -> Distance:
+    """The distance a :meth:`Distance.to_dict` record describes (indexes, bundles, checkpoints)."""
+    if not isinstance(record, Mapping) or "name" not in record:
+        raise ValueError(f"a distance record is a mapping with a 'name', got {record!r}")
+    return DISTANCES.get(record["name"]).from_dict(record)
+
+
+def _lp_distance(p: int, power: int) -> Any:
+    """PML's ``LpDistance`` without its default normalisation, which would change the metric."""
+    from pytorch_metric_learning.distances import LpDistance
+
+    return LpDistance(p=p, power=power, normalize_embeddings=False)
 
 
 @functools.cache
@@ -247,19 +415,7 @@ def to_pml(distance: Distance) -> Any:
       computes exactly ``distance.matrix`` and shares its weights (losses or miners that insist on
       ``LpDistance`` reject it). ``from_pml`` unwraps it.
     """
-    from pytorch_metric_learning.distances import CosineSimilarity, LpDistance
-
-    if isinstance(distance, WeightedL1):
-        return _pml_wrapper()(distance)
-    if isinstance(distance, Cosine):
-        return CosineSimilarity()
-    lp = {L1: (1, 1), L2: (2, 1), SquaredL2: (2, 2)}.get(type(distance))
-    if lp is None:
-        raise ValueError(
-            f"distance {type(distance).__name__} has no PML equivalent; use one of "
-            f"{', '.join(cls.__name__ for cls in DISTANCES.values())}"
-        )
-    return LpDistance(p=lp[0], power=lp[1], normalize_embeddings=False)
+    return distance.to_pml()
 
 
 def from_pml(pml_distance: Any) -> Distance:

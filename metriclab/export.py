@@ -33,7 +33,6 @@ from metriclab.bundle import (
     ONNX,
     TORCHSCRIPT,
     Bundle,
-    distance_record,
     views_record,
 )
 from metriclab.data import PairSampler
@@ -108,7 +107,7 @@ def export_bundle(
             "invert": config.data.name == "omniglot",
         },
         "views": views_record(views, bool(getattr(model.embedding_net, "normalize", False))),
-        "distance": distance_record(model.distance),
+        "distance": model.distance.to_dict(),
         "bias": float(model.bias.detach()),
         "threshold": {**_threshold(scores, same, target_far), "calibrated_on": calibrated_on},
         "files": {"torchscript": TORCHSCRIPT},

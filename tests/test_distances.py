@@ -112,7 +112,9 @@ def test_weighted_l1_needs_dim_by_name() -> None:
 def test_weighted_l1_init_is_the_starting_weight_and_only_its_own() -> None:
     torch.testing.assert_close(build_distance("weighted_l1", 8).weight, torch.full((8,), 1 / 8))
     torch.testing.assert_close(build_distance("weighted_l1", 8, 1.0).weight, torch.ones(8))
-    with pytest.raises(ValueError, match="init applies only to weighted_l1"):
+    with pytest.raises(
+        ValueError, match="init applies only to learned distances .*weighted_l1.*not .l2."
+    ):
         build_distance("l2", 8, 1.0)
 
 

@@ -161,3 +161,18 @@ def test_tta_bundle_scores_equal_the_reports(tta_run: Path, tmp_path: Path) -> N
     assert manifest["threshold"]["value"] == pytest.approx(
         report["verification"]["eer_threshold"], abs=1e-9
     )
+
+
+def test_format_1_distance_records_still_load(run: Path, tmp_path: Path) -> None:
+    bundle_dir = tmp_path / "bundle"
+    manifest = export_bundle(run, bundle_dir)
+    assert "raw_weight" in manifest["distance"]  # written by Distance.to_dict
+    new = Bundle.load(bundle_dir)
+    old = {"name": manifest["distance"]["name"], "weights": manifest["distance"]["weights"]}
+    (bundle_dir / "bundle.json").write_text(json.dumps({**manifest, "distance": old}))
+    del_views = json.loads((bundle_dir / "bundle.json").read_text())
+    del del_views["views"], del_views["split"]  # bundles written before views and splits
+    (bundle_dir / "bundle.json").write_text(json.dumps(del_views))
+    loaded = Bundle.load(bundle_dir)
+    assert loaded.views is None and loaded.split is None
+    torch.testing.assert_close(loaded.distance.weight, new.distance.weight, rtol=1e-6, atol=1e-7)

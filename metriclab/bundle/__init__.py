@@ -9,8 +9,6 @@ from metriclab.bundle.runtime import (
     ONNX,
     TORCHSCRIPT,
     Bundle,
-    distance_from_record,
-    distance_record,
     views_record,
 )
 
@@ -20,7 +18,5 @@ __all__ = [
     "ONNX",
     "TORCHSCRIPT",
     "Bundle",
-    "distance_from_record",
-    "distance_record",
     "views_record",
 ]

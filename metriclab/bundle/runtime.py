@@ -18,30 +18,12 @@ import torch
 
 from metriclab.data.augment import warp
 from metriclab.data.decode import decode_one
-from metriclab.distances import Distance, WeightedL1, build_distance
+from metriclab.distances import Distance, distance_from_dict
 
 MANIFEST = "bundle.json"
 TORCHSCRIPT = "embedder.pt"
 ONNX = "embedder.onnx"
 FORMAT = 1
-
-
-def distance_record(distance: Distance) -> dict[str, Any]:
-    """``{"name": ..., "weights": [...]}``: the distance as bundle.json stores it."""
-    spec: dict[str, Any] = {"name": distance.name}
-    if isinstance(distance, WeightedL1):
-        spec["weights"] = distance.weight.detach().tolist()
-    return spec
-
-
-def distance_from_record(spec: dict[str, Any]) -> Distance:
-    """The distance :func:`distance_record` wrote."""
-    distance = build_distance(spec["name"], len(spec.get("weights", [0])))
-    if isinstance(distance, WeightedL1):
-        weights = torch.tensor(spec["weights"])
-        # raw_weight is the softplus pre-image of the weights: softplus⁻¹(w) = w + log(1 − e^−w).
-        distance.raw_weight.data = weights + torch.log(-torch.expm1(-weights))
-    return distance
 
 
 def views_record(views: torch.Tensor | None, renormalize: bool) -> dict[str, Any] | None:
@@ -91,7 +73,8 @@ class Bundle:
             )
         try:
             manifest = json.loads(path.read_text("utf-8"))
-            distance = distance_from_record(manifest["distance"])
+            # distance_from_dict also reads format-1 records ({"name", "weights"}).
+            distance = distance_from_dict(manifest["distance"])
             embedder = torch.jit.load(
                 str(folder / manifest["files"]["torchscript"]), map_location="cpu"
             )

@@ -1,6 +1,8 @@
 """`FaissIndex`: nearest-neighbour search under every metriclab distance, learned ones included.
 
-Distances (the values :meth:`FaissIndex.search` reports are the metriclab distance's own values):
+Every metriclab distance says how FAISS searches it exactly (``faiss_metric``, ``faiss_vectors``,
+``from_faiss``; see :mod:`metriclab.distances`), so the values :meth:`FaissIndex.search` reports
+are the distance's own values:
 
 * ``L2`` / ``SquaredL2``: ``METRIC_L2`` (FAISS returns squared L2; ``L2`` takes the root).
 * ``Cosine``: L2-normalised vectors under ``METRIC_INNER_PRODUCT``; reported as ``1 − cos``.
@@ -28,12 +30,11 @@ import faiss
 import numpy as np
 import torch
 
-from metriclab.distances import L1, L2, Cosine, Distance, SquaredL2, WeightedL1
+from metriclab.distances import Distance
 from metriclab.evaluation.embed import Embeddings
 from metriclab.evaluation.index_files import (
     check_expected_distance,
-    distance_from_dict,
-    distance_to_dict,
+    distance_from_record,
     read_index_files,
     write_index_files,
 )
@@ -44,17 +45,22 @@ KINDS: tuple[str, ...] = ("flat", "ivf", "hnsw")
 _GPU_MAX_K = 2048
 
 
+_FAISS_METRICS = {
+    "l1": faiss.METRIC_L1,
+    "l2": faiss.METRIC_L2,
+    "inner_product": faiss.METRIC_INNER_PRODUCT,
+}
+
+
 def _metric(distance: Distance) -> int:
-    if isinstance(distance, (L1, WeightedL1)):
-        return faiss.METRIC_L1
-    if isinstance(distance, (L2, SquaredL2)):
-        return faiss.METRIC_L2
-    if isinstance(distance, Cosine):
-        return faiss.METRIC_INNER_PRODUCT
-    raise ValueError(
-        f"FaissIndex cannot search {type(distance).__name__}; use L1, WeightedL1, L2, SquaredL2 "
-        "or Cosine"
-    )
+    """The FAISS metric constant of ``distance.faiss_metric``."""
+    metric = getattr(distance, "faiss_metric", None)
+    if metric not in _FAISS_METRICS:
+        raise ValueError(
+            f"FaissIndex cannot search {type(distance).__name__}: its faiss_metric is {metric!r}, "
+            f"not one of {', '.join(_FAISS_METRICS)}; set it on the distance class"
+        )
+    return _FAISS_METRICS[metric]
 
 
 def as_float32(vectors: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
@@ -157,11 +163,6 @@ class FaissIndex:
         self.labels = labels
         self.item_ids = item_ids
         self._metric = _metric(distance)
-        self._scale = (
-            distance.weight.detach().cpu().numpy().astype(np.float32)
-            if isinstance(distance, WeightedL1)
-            else None
-        )
         # A built index is replicated on a GPU when one is present; build() fills vectors first.
         self._gpu = _gpu_copy(index, kind, self._metric) if index.ntotal else None
 
@@ -206,11 +207,6 @@ class FaissIndex:
             raise ValueError(
                 f"item_ids must have one id per gallery vector ({size}), got {len(ids)}"
             )
-        if isinstance(distance, WeightedL1) and distance.raw_weight.shape[0] != dim:
-            raise ValueError(
-                f"WeightedL1 was built for dimension {distance.raw_weight.shape[0]}, but the "
-                f"gallery vectors have dimension {dim}; use the distance of the model that embedded them"
-            )
         index = _new_index(dim, _metric(distance), kind, params, seed)
         built = cls(index, distance, kind, params, seed, gallery_labels, ids)
         prepared = built._prepare(gallery)
@@ -228,18 +224,13 @@ class FaissIndex:
         return self.index.d
 
     def _prepare(self, vectors: np.ndarray) -> np.ndarray:
-        """Map metriclab vectors to the space FAISS searches: ``w ⊙ x`` or ``x / ‖x‖``."""
+        """Map metriclab vectors to the space FAISS searches (the distance's ``faiss_vectors``)."""
         if vectors.shape[1] != self.index.d:
             raise ValueError(
                 f"vectors have dimension {vectors.shape[1]}, but the index holds dimension "
                 f"{self.index.d}; embed them with the model that built the index"
             )
-        if self._scale is not None:
-            return np.ascontiguousarray(vectors * self._scale, dtype=np.float32)
-        if self._metric == faiss.METRIC_INNER_PRODUCT:
-            vectors = vectors.copy()
-            faiss.normalize_L2(vectors)
-        return vectors
+        return np.ascontiguousarray(self.distance.faiss_vectors(vectors), dtype=np.float32)
 
     def search(
         self, queries: Embeddings | torch.Tensor | np.ndarray, k: int, chunk: int = 4096
@@ -260,10 +251,7 @@ class FaissIndex:
             queries = queries.vectors
         queries = as_float32(queries, "query vectors")
         distances, ids = self._search_chunks(queries, int(k), chunk)
-        if isinstance(self.distance, L2):
-            np.sqrt(np.maximum(distances, 0.0), out=distances)
-        elif self._metric == faiss.METRIC_INNER_PRODUCT:
-            np.subtract(1.0, distances, out=distances)
+        distances = self.distance.from_faiss(distances)
         distances[ids < 0] = np.inf
         return distances, ids
 
@@ -292,7 +280,7 @@ class FaissIndex:
     def save(self, path: str | Path) -> None:
         """Write ``path`` (a plain FAISS index file) and its sidecar ``<path>.json``, atomically."""
         sidecar: dict[str, Any] = {
-            "distance": distance_to_dict(self.distance),
+            "distance": self.distance.to_dict(),
             "kind": self.kind,
             "params": self.params,
             "seed": self.seed,
@@ -313,7 +301,7 @@ class FaissIndex:
         """
         path = Path(path)
         index, record = read_index_files(path)
-        stored = distance_from_dict(record["distance"], path)
+        stored = distance_from_record(record["distance"], path)
         if distance is not None:
             check_expected_distance(stored, distance, path)
         if index.metric_type != _metric(stored):

@@ -16,10 +16,9 @@ from typing import Any
 
 import faiss
 import numpy as np
-import torch
 
 from metriclab.atomic import atomic_write, write_text
-from metriclab.distances import DISTANCES, Distance, WeightedL1
+from metriclab.distances import Distance, distance_from_dict
 
 FORMAT = "metriclab.faiss_index"
 VERSION = 1
@@ -31,31 +30,12 @@ def sidecar_path(path: str | Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def distance_to_dict(distance: Distance) -> dict[str, Any]:
-    """A JSON-able description of ``distance``; WeightedL1 keeps its exact parameters."""
-    record: dict[str, Any] = {"name": distance.name}
-    if isinstance(distance, WeightedL1):
-        # float32 → Python float is exact, so the weights survive JSON bit for bit.
-        record["raw_weight"] = distance.raw_weight.detach().cpu().float().tolist()
-        record["weights"] = distance.weight.detach().cpu().float().tolist()
-    return record
-
-
-def distance_from_dict(record: dict[str, Any], source: Path) -> Distance:
-    """The distance a sidecar describes."""
-    name = record.get("name")
-    if name not in DISTANCES:
-        raise ValueError(
-            f"sidecar {source} names distance {name!r}, which metriclab does not know; "
-            f"valid distances: {', '.join(DISTANCES)}"
-        )
-    if name != WeightedL1.name:
-        return DISTANCES[name]()
-    raw = torch.tensor(record["raw_weight"], dtype=torch.float32)
-    distance = WeightedL1(len(raw))
-    with torch.no_grad():
-        distance.raw_weight.copy_(raw)
-    return distance
+def distance_from_record(record: Any, source: Path) -> Distance:
+    """The distance a sidecar describes, or one sentence naming the sidecar."""
+    try:
+        return distance_from_dict(record)
+    except ValueError as failure:
+        raise ValueError(f"sidecar {source} holds an unusable distance: {failure}") from None
 
 
 def check_expected_distance(stored: Distance, expected: Distance, source: Path) -> None:
@@ -65,14 +45,11 @@ def check_expected_distance(stored: Distance, expected: Distance, source: Path) 
             f"index file {source} was built with distance {stored.name!r}, but {expected.name!r} "
             "was expected; rebuild the index with the model's distance"
         )
-    if isinstance(stored, WeightedL1) and isinstance(expected, WeightedL1):
-        mine = stored.weight.detach().cpu()
-        theirs = expected.weight.detach().cpu().float()
-        if mine.shape != theirs.shape or not torch.allclose(mine, theirs, rtol=1e-6, atol=0.0):
-            raise ValueError(
-                f"index file {source} was built with other learned WeightedL1 weights than the "
-                "expected distance's; rebuild the index with the current model"
-            )
+    if not stored.same_as(expected):
+        raise ValueError(
+            f"index file {source} was built with other learned {stored.name} parameters than the "
+            "expected distance's; rebuild the index with the current model"
+        )
 
 
 def write_index_files(path: str | Path, index: faiss.Index, sidecar: dict[str, Any]) -> None:

@@ -235,7 +235,7 @@ def test_index_of_another_distance_is_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match="built with distance 'l1', but 'cosine' was expected"):
         FaissIndex.load(path, distance=Cosine())
     FaissIndex.build(gallery, learned_weighted_l1(8, seed=1)).save(path)
-    with pytest.raises(ValueError, match="other learned WeightedL1 weights"):
+    with pytest.raises(ValueError, match="other learned weighted_l1 parameters"):
         FaissIndex.load(path, distance=learned_weighted_l1(8, seed=2))
 
 
@@ -253,7 +253,7 @@ def test_sidecar_records_distance_and_checksum(tmp_path) -> None:
     path = tmp_path / "g.index"
     FaissIndex.build(gallery_and_queries()[0], Cosine(), "hnsw").save(path)
     record = json.loads(sidecar_path(path).read_text())
-    assert record["distance"] == {"name": "cosine"} and record["kind"] == "hnsw"
+    assert record["distance"] == {"name": "cosine", "eps": 1e-8} and record["kind"] == "hnsw"
     assert record["index_bytes"] == path.stat().st_size and len(record["index_sha256"]) == 64
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 

@@ -20,7 +20,7 @@ from metriclab.data import EpisodeSet, LabeledImages
 from metriclab.evaluation import embed, evaluate_episodes
 from metriclab.models import SiameseNet
 from metriclab.plots import plot_curves
-from metriclab.runs import RecordedSplit, split_data
+from metriclab.runs import SPLIT, RecordedSplit, split_data
 from metriclab.training.builders import (
     build_augment,
     build_model,
@@ -141,7 +141,7 @@ class Trainer:
         self.config, self.run_dir, self.progress = config, run_dir, progress
         self.world = world or World()
         self.rank = self.world.rank
-        data = split_data(config, split, str(run_dir / "split.json"))
+        data = split_data(config, split, str(run_dir / SPLIT))
         #: The class split this run trains on, written to ``split.json``.
         self.split = data.split
         self.val_data = data.validation

@@ -6,9 +6,13 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
+from typing import TextIO
 
 from metriclab.config import resolve_config
+
+_PYTHON_SHOW_WARNING = warnings.showwarning
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,7 +26,14 @@ def _parser() -> argparse.ArgumentParser:
         "--config", help="a shipped config name or a YAML file (default: digits-siamese)"
     )
     train.add_argument("--run-dir", type=Path, help="run folder (default: runs/<config>-<time>)")
-    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR with its saved config; key=value overrides may change "
+        "train.steps (train longer), train.log_every, train.checkpoint_every, train.keep_last, "
+        "train.validate_every and train.patience",
+    )
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument(
         "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.steps=100"
@@ -123,9 +134,18 @@ def _train(args: argparse.Namespace) -> None:
     if args.resume is not None:
         if args.run_dir is not None and args.run_dir != args.resume:
             raise ValueError("--resume RUN_DIR already names the run folder; drop --run-dir")
-        changed = args.config is not None or bool(args.overrides)
-        config = resolve_config(args.config, args.overrides) if changed else None
-        training.train(config, args.resume, resume=True, progress=not args.no_progress)
+        if args.config is not None:
+            raise ValueError(
+                "--config cannot be combined with --resume: a resumed run keeps its saved config; "
+                f"pass only the keys that may change, e.g. train.steps=N ({', '.join(training.RESUMABLE)})"
+            )
+        training.train(
+            None,
+            args.resume,
+            resume=True,
+            progress=not args.no_progress,
+            overrides=args.overrides,
+        )
         _say(f"run folder: {args.resume}")
         return
     config = resolve_config(args.config, args.overrides)
@@ -135,9 +155,9 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from metriclab import training
+    from metriclab.evaluation.run import RESULTS, evaluate_run
 
-    report = training.evaluate_run(
+    report = evaluate_run(
         args.run_dir,
         args.json,
         episode_files=args.episodes,
@@ -146,17 +166,17 @@ def _eval(args: argparse.Namespace) -> None:
         progress=not args.no_progress,
     )
     print(report.table())
-    print(f"results: {args.json or args.run_dir / training.RESULTS}")
+    print(f"results: {args.json or args.run_dir / RESULTS}")
 
 
 def _episodes_make(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from metriclab import training
+    from metriclab.assemble import build_data
     from metriclab.data import EpisodeSet
 
     config = resolve_config(args.config, args.overrides)
-    train, test = training.build_data(config)
+    train, test = build_data(config)
     data = test if args.split == "test" else train
     settings = {
         "n_way": config.eval.n_way if args.n_way is None else args.n_way,
@@ -233,7 +253,7 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _verify(args: argparse.Namespace) -> None:
-    from metriclab.export import Bundle
+    from metriclab.bundle import Bundle
 
     bundle = Bundle.load(args.bundle)
     score, same = bundle.verify(args.first, args.second)
@@ -279,10 +299,30 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A warning about the user's run or data (e.g. a changed split) as one ``warning:`` line;
+    any other warning as Python shows it."""
+    from metriclab.runs import SplitWarning
+
+    if not issubclass(category, SplitWarning):
+        _PYTHON_SHOW_WARNING(message, category, filename, lineno, file, line)
+    elif os.environ.get("RANK", "0") == "0":
+        print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     try:
-        HANDLERS[args.command](args)
+        with warnings.catch_warnings():  # restores warnings.showwarning afterwards
+            warnings.showwarning = _show_warning
+            HANDLERS[args.command](args)
     except (ValueError, OSError, RuntimeError) as failure:
         print(f"error: {failure}", file=sys.stderr)
         return 2

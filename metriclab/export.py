@@ -1,20 +1,23 @@
-"""Deployable bundles: a TorchScript embedder, its preprocessing, the distance and a threshold.
+"""Write a deployable bundle from a trained run: a TorchScript embedder, its preprocessing, the
+views it embeds with, the distance and a calibrated threshold.
 
 ``export_bundle(run_dir, out_dir)`` writes::
 
     out_dir/embedder.pt     TorchScript: uint8 (B, C, H, W) → float32 (B, D)
     out_dir/embedder.onnx   the same graph in ONNX, when the onnx package is installed
-    out_dir/bundle.json     preprocessing, distance (with learned weights), bias and threshold
+    out_dir/bundle.json     preprocessing, views, distance (with learned weights), bias, threshold
+                            and the class split of the run
 
 A pair is scored as the Siamese logit ``bias − d(f(a), f(b))``; it shows one class when the score
-is at least the calibrated threshold. :class:`Bundle` loads all of it back without metriclab's
-training code, and :func:`Bundle.verify` is what ``metriclab verify`` runs.
+is at least the calibrated threshold. The run is opened by :mod:`metriclab.runs`, embedded as its
+evaluation embeds (test-time augmentation included) and its calibration pairs scored by the
+report's own :func:`~metriclab.evaluation.score_pairs`. :class:`~metriclab.bundle.Bundle` (the
+runtime, also importable from here) loads it all back without training or export code.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +27,20 @@ from torch import nn
 
 from metriclab import __version__
 from metriclab.atomic import atomic_write, write_text
+from metriclab.bundle import (
+    FORMAT,
+    MANIFEST,
+    ONNX,
+    TORCHSCRIPT,
+    Bundle,
+    views_record,
+)
 from metriclab.data import PairSampler
-from metriclab.data.decode import decode_one
-from metriclab.distances import Distance, distance_from_dict
-from metriclab.evaluation import embed, verification_metrics
-from metriclab.training import open_run, split_validation
+from metriclab.evaluation import embed, score_pairs, verification_metrics
+from metriclab.evaluation.run import run_views
+from metriclab.runs import open_run
 
-MANIFEST = "bundle.json"
-TORCHSCRIPT = "embedder.pt"
-ONNX = "embedder.onnx"
-FORMAT = 1
+__all__ = ["FORMAT", "MANIFEST", "ONNX", "TORCHSCRIPT", "Bundle", "export_bundle"]
 
 
 class _Uint8Embedder(nn.Module):
@@ -76,17 +83,18 @@ def export_bundle(
     """
     if target_far is not None and not 0.0 < target_far < 1.0:
         raise ValueError(f"target_far must lie in (0, 1), got {target_far}")
-    config, model, (train, test) = open_run(run_dir)
-    _, val = split_validation(train, config)
+    run = open_run(run_dir)
+    config, model, val, test = run.config, run.model, run.data.validation, run.data.test
     calibration, calibrated_on = (
         (val, "validation classes") if val is not None else (test, "unseen test classes")
     )
-    vectors = embed(model.embedding_net, calibration, progress=progress).vectors
+    views = run_views(config)
+    vectors = embed(model.embedding_net, calibration, progress=progress, views=views).vectors
     first, second, same = next(
         iter(PairSampler(calibration.labels, config.eval.pairs, 1, seed=config.eval.seed))
     )
-    with torch.no_grad():
-        scores = model.logits(vectors[first], vectors[second]).numpy()
+    scores = score_pairs(model.logits, vectors, torch.as_tensor(first), torch.as_tensor(second))
+    scores = scores.numpy()
     channels, size = calibration.channels, calibration.images.shape[-1]
     manifest = {
         "format": FORMAT,
@@ -98,10 +106,12 @@ def export_bundle(
             "channels": channels,
             "invert": calibration.preprocess.invert,
         },
+        "views": views_record(views, bool(getattr(model.embedding_net, "normalize", False))),
         "distance": model.distance.to_dict(),
         "bias": float(model.bias.detach()),
         "threshold": {**_threshold(scores, same, target_far), "calibrated_on": calibrated_on},
         "files": {"torchscript": TORCHSCRIPT},
+        "split": run.split_record(),
     }
     embedder = _Uint8Embedder(model.embedding_net).eval()
     example = calibration.images[:2]
@@ -135,85 +145,3 @@ def _export_onnx(embedder: nn.Module, example: torch.Tensor, out_dir: Path) -> s
     except Exception:  # an unsupported operator: TorchScript remains the bundle's format
         return None
     return ONNX
-
-
-@dataclass
-class Bundle:
-    """A loaded bundle: embed image files and score pairs."""
-
-    folder: Path
-    config: dict[str, Any]
-    embedder: torch.jit.ScriptModule
-    distance: Distance
-    bias: float
-    threshold: float
-    size: int
-    channels: int
-    invert: bool
-
-    @classmethod
-    def load(cls, folder: Path) -> Bundle:
-        path = folder / MANIFEST
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{folder} is not a metriclab bundle (no {MANIFEST}); make one with 'metriclab export'"
-            )
-        try:
-            manifest = json.loads(path.read_text("utf-8"))
-            distance = distance_from_dict(manifest["distance"])
-            embedder = torch.jit.load(
-                str(folder / manifest["files"]["torchscript"]), map_location="cpu"
-            )
-            preprocess = manifest["preprocess"]
-            return cls(
-                folder,
-                manifest["config"],
-                embedder.eval(),
-                distance.eval(),
-                float(manifest["bias"]),
-                float(manifest["threshold"]["value"]),
-                int(preprocess["size"]),
-                int(preprocess["channels"]),
-                bool(preprocess["invert"]),
-            )
-        except (KeyError, TypeError, ValueError, RuntimeError, json.JSONDecodeError) as failure:
-            raise ValueError(
-                f"bundle {folder} is damaged or from another metriclab version ({failure}); export it again"
-            ) from None
-
-    def load_images(self, paths: list[Path]) -> torch.Tensor:
-        """Decode image files exactly as training decoded its data: uint8 ``(B, C, size, size)``."""
-        arrays = []
-        for path in paths:
-            if not path.is_file():
-                raise FileNotFoundError(f"image {path} does not exist")
-            arrays.append(
-                decode_one(path.read_bytes(), str(path), self.size, self.channels, self.invert)
-            )
-        return torch.from_numpy(np.stack(arrays))
-
-    @torch.no_grad()
-    def embed_images(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Embeddings ``(N, D)`` of uint8 images ``(N, C, size, size)``, in batches."""
-        if images.shape[1:] != (self.channels, self.size, self.size):
-            raise ValueError(
-                f"the bundle embeds ({self.channels}, {self.size}, {self.size}) images, got "
-                f"{tuple(images.shape[1:])}; load the data at data.size={self.size}"
-            )
-        return torch.cat(
-            [self.embedder(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
-        )
-
-    def embed_files(self, paths: list[Path]) -> torch.Tensor:
-        return self.embed_images(self.load_images(paths))
-
-    @torch.no_grad()
-    def score(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Scores ``bias − d(a, b)`` of aligned embeddings ``(N, D)`` → ``(N,)``."""
-        return self.bias - self.distance(a, b)
-
-    def verify(self, first: Path, second: Path) -> tuple[float, bool]:
-        """The score of two image files and whether it reaches the threshold (same class)."""
-        vectors = self.embed_files([first, second])
-        value = float(self.score(vectors[:1], vectors[1:])[0])
-        return value, value >= self.threshold

@@ -8,16 +8,17 @@ the class names so that ``query_gallery`` can embed new images the same way and 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from metriclab.atomic import write_text
+from metriclab.bundle import Bundle
 from metriclab.config import apply_overrides, config_from_dict
 from metriclab.evaluation import FaissIndex
-from metriclab.export import Bundle
-from metriclab.training import build_data
+from metriclab.runs import RecordedSplit, SplitWarning, refuse_split_keys, split_data
 
 SPLITS = ("test", "train", "all")
 
@@ -32,6 +33,9 @@ def build_gallery(
 ) -> int:  # fmt: skip
     """Embed the ``split`` of the bundle's data (``data.*`` overrides apply) and index it.
 
+    The sides are the run's recorded class split (as its bundle records it), so a folder that
+    gained classes since training does not move them onto the test side.
+
     Returns the gallery size.
     """
     if split not in SPLITS:
@@ -40,8 +44,22 @@ def build_gallery(
     if bad:
         raise ValueError(f"a gallery takes data.* overrides only, got {bad[0]!r}")
     bundle = Bundle.load(bundle_dir)
+    where = f"bundle {bundle_dir}"
+    recorded = (
+        None if bundle.split is None else RecordedSplit.from_dict(bundle.split, str(bundle_dir))
+    )
+    if recorded is not None:
+        refuse_split_keys(where, overrides or [])
     config = config_from_dict(apply_overrides(bundle.config, overrides or []))
-    train, test = build_data(config)
+    data = split_data(config, recorded, where)
+    if data.ignored:
+        warnings.warn(
+            f"{len(data.ignored)} class(es) in the data are not in the split recorded in "
+            f"{where} and were left out of the gallery",
+            SplitWarning,
+            stacklevel=2,
+        )
+    train, test = data.train, data.test
     parts = {"test": [test], "train": [train], "all": [train, test]}[split]
     vectors = [bundle.embed_images(part.images) for part in parts]
     labels, names, ids, offset = [], [], [], 0

@@ -24,9 +24,15 @@ from metriclab.evaluation.report import (
     evaluate_model,
     knn_accuracy,
 )
-from metriclab.evaluation.verification import VerificationResult, verification_metrics
+from metriclab.evaluation.verification import (
+    AlignedHead,
+    VerificationResult,
+    score_pairs,
+    verification_metrics,
+)
 
 __all__ = [
+    "AlignedHead",
     "Embeddings",
     "EpisodeResult",
     "FaissIndex",
@@ -46,5 +52,6 @@ __all__ = [
     "knn_classify",
     "majority_vote",
     "retrieval_metrics",
+    "score_pairs",
     "verification_metrics",
 ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,10 +19,12 @@ from metriclab.evaluation.knn import (
     knn_classify,
     retrieval_metrics,
 )
-from metriclab.evaluation.verification import VerificationResult, verification_metrics
-
-#: Learned score of aligned pairs ``(N, D)``, ``(N, D)`` → ``(N,)``, higher = more alike.
-AlignedHead = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from metriclab.evaluation.verification import (
+    AlignedHead,
+    VerificationResult,
+    score_pairs,
+    verification_metrics,
+)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,11 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f} %"
 
 
+def _negative(distance: Distance) -> AlignedHead:
+    """``−distance`` as a pair head: without a learned head, closer pairs score higher."""
+    return lambda a, b: -distance(a, b)
+
+
 def knn_accuracy(
     embeddings: Embeddings, distance: Distance, shots: int = 1, k: int = 1, seed: int = 0
 ) -> KnnAccuracy:
@@ -163,9 +169,8 @@ def evaluate_embeddings(
     }
     labels = embeddings.labels
     first, second, same = next(iter(PairSampler(labels, pairs, batches=1, seed=seed)))
-    e1, e2 = embeddings.vectors[first], embeddings.vectors[second]
-    with torch.no_grad():
-        scores = aligned_head(e1, e2) if aligned_head is not None else -distance(e1, e2)
+    head = aligned_head if aligned_head is not None else _negative(distance)
+    scores = score_pairs(head, embeddings.vectors, torch.as_tensor(first), torch.as_tensor(second))
     return Report(
         episodes=results,
         retrieval=retrieval_metrics(embeddings.vectors, labels, distance),

@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
+
+#: Learned score of aligned pairs ``(N, D)``, ``(N, D)`` → ``(N,)``, higher = more alike.
+AlignedHead = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@torch.no_grad()
+def score_pairs(
+    head: AlignedHead, vectors: torch.Tensor, first: torch.Tensor, second: torch.Tensor
+) -> torch.Tensor:
+    """Scores ``(P,)`` of the pairs ``(vectors[first[i]], vectors[second[i]])``, higher = more alike.
+
+    ``vectors`` ``(N, D)``; ``first`` and ``second`` ``(P,)`` positions in it; ``head`` scores
+    aligned rows, e.g. ``SiameseNet.logits`` (Koch et al. 2015: ``bias − weighted L1``) or
+    ``lambda a, b: -distance(a, b)``. The one pair scorer behind the report's verification
+    metrics and a bundle's threshold calibration, so both score a pair the same way.
+    """
+    first, second = torch.as_tensor(first), torch.as_tensor(second)
+    if first.shape != second.shape or first.ndim != 1:
+        raise ValueError(
+            f"first and second must both be (P,) positions, got {tuple(first.shape)} and "
+            f"{tuple(second.shape)}"
+        )
+    return head(vectors[first], vectors[second])
 
 
 @dataclass(frozen=True)

@@ -14,19 +14,18 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from metriclab.config import Config, ConfigError, config_from_dict, save_config
+from metriclab import checkpoints
+from metriclab.config import Config, ConfigError, apply_overrides, config_from_dict, save_config
 from metriclab.data import EpisodeSet, LabeledImages
 from metriclab.evaluation import embed, evaluate_episodes
 from metriclab.models import SiameseNet
 from metriclab.plots import plot_curves
-from metriclab.training import checkpoints
+from metriclab.runs import SPLIT, RecordedSplit, split_data
 from metriclab.training.builders import (
     build_augment,
-    build_data,
     build_model,
     build_optimizer,
     build_scheduler,
-    split_validation,
     training_classes,
 )
 from metriclab.training.distributed import World, init_from_environment, shutdown
@@ -34,6 +33,17 @@ from metriclab.training.metrics_log import MetricsLog, read_metrics
 from metriclab.training.objectives import Objective, build_objective
 
 CONFIG = "config.yaml"
+#: The keys ``metriclab train --resume RUN key=value`` may change: how long to train, and how
+#: often to log, checkpoint and validate. Everything else decides the weights of every step
+#: already taken, so changing it means a new run.
+RESUMABLE = (
+    "train.steps",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.keep_last",
+    "train.validate_every",
+    "train.patience",
+)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -66,8 +76,11 @@ def _config_differences(
     return differences
 
 
-def resume_config(run_dir: Path, wanted: Config | None) -> Config:
-    """The config of the run being resumed; ``wanted`` (if given) must equal it."""
+def resume_config(
+    run_dir: Path, wanted: Config | None, overrides: list[str] | None = None
+) -> Config:
+    """The config of the run being resumed, with ``overrides`` (keys of :data:`RESUMABLE` only)
+    applied on top of it; ``wanted`` (if given) must equal the saved config."""
     path = run_dir / CONFIG
     if not path.is_file():
         raise FileNotFoundError(
@@ -75,14 +88,29 @@ def resume_config(run_dir: Path, wanted: Config | None) -> Config:
         )
     import yaml
 
-    saved = config_from_dict(yaml.safe_load(path.read_text("utf-8")))
+    values = yaml.safe_load(path.read_text("utf-8"))
+    saved = config_from_dict(values)
     if wanted is not None and wanted != saved:
         changes = _config_differences(saved.to_dict(), wanted.to_dict())
         raise ConfigError(
             f"cannot resume {run_dir} with a changed config ({'; '.join(changes)}); "
             "resume without --config/overrides or start a new --run-dir"
         )
-    return saved
+    for override in overrides or []:
+        key = override.partition("=")[0]
+        if key not in RESUMABLE:
+            raise ConfigError(
+                f"{key} cannot change when resuming {run_dir} (only {', '.join(RESUMABLE)} "
+                "can); start a new --run-dir to change it"
+            )
+    resumed = config_from_dict(apply_overrides(values, overrides or []))
+    if resumed.train.steps != saved.train.steps and saved.train.schedule == "cosine":
+        raise ConfigError(
+            f"train.steps cannot change when resuming {run_dir}: its cosine schedule anneals the "
+            f"learning rate over train.steps={saved.train.steps}; start a new --run-dir with "
+            f"train.steps={resumed.train.steps}"
+        )
+    return resumed
 
 
 class StepLoss(nn.Module):
@@ -101,14 +129,23 @@ class Trainer:
     """One run: builds everything from the config, then steps until done or stopped early."""
 
     def __init__(
-        self, config: Config, run_dir: Path, progress: bool = True, world: World | None = None
+        self,
+        config: Config,
+        run_dir: Path,
+        progress: bool = True,
+        world: World | None = None,
+        split: RecordedSplit | None = None,
     ) -> None:
+        """``split``: train on these classes (a resumed run's record); None draws the split
+        from the config, as a new run does."""
         self.config, self.run_dir, self.progress = config, run_dir, progress
         self.world = world or World()
         self.rank = self.world.rank
-        train_data, _ = build_data(config)
-        fit, self.val_data = split_validation(train_data, config)
-        self.train_data = training_classes(fit, config)
+        data = split_data(config, split, str(run_dir / SPLIT))
+        #: The class split this run trains on, written to ``split.json``.
+        self.split = data.split
+        self.val_data = data.validation
+        self.train_data = training_classes(data.fit, config)
         torch.manual_seed(config.train.seed)
         self.model = build_model(config, self.train_data.channels).to(config.train.device)
         self.objective = build_objective(
@@ -293,14 +330,23 @@ class Trainer:
 
 
 def train(
-    config: Config | None, run_dir: Path, resume: bool = False, progress: bool = True
+    config: Config | None,
+    run_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+    overrides: list[str] | None = None,
 ) -> SiameseNet:
     """Train ``config`` into ``run_dir`` (or continue the run there with ``resume=True``).
 
-    Under ``torchrun`` every rank trains its shard of each batch; only rank 0 writes files.
+    A new run records its class split in ``split.json``. A resumed run trains on its recorded
+    split with its saved config, ``overrides`` (keys of :data:`RESUMABLE`, e.g.
+    ``train.steps=2000`` to train longer) applied on top. Under ``torchrun`` every rank trains
+    its shard of each batch; only rank 0 writes files.
     """
+    if overrides and not resume:
+        raise ValueError("train applies overrides only when resuming; put them in the config")
     if resume:
-        config = resume_config(run_dir, config)
+        config = resume_config(run_dir, config, overrides)
     elif config is None:
         raise ValueError("train needs a config unless it resumes a run")
     elif checkpoints.latest(run_dir) is not None:
@@ -310,10 +356,16 @@ def train(
         )
     world = init_from_environment(config.train.device)
     try:
-        trainer = Trainer(config, run_dir, progress=progress, world=world)
+        recorded = RecordedSplit.load(run_dir) if resume else None
+        trainer = Trainer(config, run_dir, progress=progress, world=world, split=recorded)
         newest = checkpoints.latest(run_dir) if resume else None
         if newest is not None:
             trainer.restore(newest)
+            if config.train.steps < trainer.step:
+                raise ConfigError(
+                    f"train.steps={config.train.steps} is below step {trainer.step}, which "
+                    f"{run_dir} has already reached; give train.steps above {trainer.step}"
+                )
         if world.is_main and not resume:
             try:
                 run_dir.mkdir(parents=True, exist_ok=True)
@@ -322,6 +374,9 @@ def train(
                     f"cannot create run folder {run_dir}: {failure.strerror}; choose another --run-dir"
                 ) from None
             save_config(config, run_dir / CONFIG)
+            trainer.split.save(run_dir)
+        elif world.is_main and overrides:
+            save_config(config, run_dir / CONFIG)  # what the run now trains to
         model = trainer.run()
         if world.is_main:
             plot_curves(read_metrics(run_dir / "metrics.csv"), run_dir / "curves.png", config.name)

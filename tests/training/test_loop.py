@@ -14,6 +14,7 @@ from PIL import Image
 
 from metriclab.config import ConfigError, resolve_config
 from metriclab.training import NonFiniteLoss, Trainer, checkpoints, load_run, train
+from metriclab.training.loop import resume_config
 from metriclab.training.metrics_log import read_metrics
 
 FAST = ["train.batch_size=16", "eval.episodes=20", "eval.pairs=100", "train.log_every=1"]
@@ -224,3 +225,40 @@ def test_faults_are_one_clear_error(tmp_path: Path, capsys) -> None:
     ):
         assert main(["train", "--no-progress", "--run-dir", str(tmp_path / "x"), override]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_resume_overrides_apply_to_the_runs_config(tmp_path: Path, capsys) -> None:
+    from metriclab.cli import main
+
+    # A non-default config: overrides applied to the default config would report these as changes.
+    made = [*FAST, "train.lr=0.002", "train.checkpoint_every=3", "train.keep_last=10"]
+    short, whole = tmp_path / "short", tmp_path / "whole"
+    assert main(["train", "--no-progress", "--run-dir", str(short), *made, "train.steps=6"]) == 0
+    assert main(["train", "--no-progress", "--run-dir", str(whole), *made, "train.steps=12"]) == 0
+    assert main(["train", "--no-progress", "--resume", str(short), "train.steps=12"]) == 0
+    resumed = resume_config(short, None)
+    assert resumed.train.steps == 12 and resumed.train.lr == 0.002
+    # Training longer continues the run exactly: each step's randomness is (seed, step) alone.
+    a = checkpoints.load(checkpoints.step_path(whole, 12))
+    b = checkpoints.load(checkpoints.step_path(short, 12))
+    for key, value in _tensors(a["model"]).items():
+        assert torch.equal(value, _tensors(b["model"])[key]), key
+    assert b["config"]["train"]["steps"] == 12
+    capsys.readouterr()
+    for argv, message in (
+        (["train.lr=0.1"], "error: train.lr cannot change when resuming"),
+        (["--config", "digits-siamese"], "error: --config cannot be combined with --resume"),
+        (["train.steps=3"], "error: train.steps=3 is below step 12"),
+    ):
+        assert main(["train", "--no-progress", "--resume", str(short), *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_cosine_runs_refuse_a_new_length(tmp_path: Path) -> None:
+    config = resolve_config(None, [*FAST, "train.steps=2", "train.schedule=cosine"])
+    train(config, tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="cosine schedule anneals the learning rate over"):
+        train(None, tmp_path, resume=True, progress=False, overrides=["train.steps=4"])
+    # Cadence keys stay free under any schedule.
+    assert resume_config(tmp_path, None, ["train.log_every=5"]).train.log_every == 5

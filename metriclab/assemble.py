@@ -1,0 +1,101 @@
+"""Config → data and model: what a run needs rebuilt, without any training code.
+
+These read a :class:`~metriclab.config.Config` and return the data set, its class-disjoint splits
+and the untrained model it describes. They sit above ``config``, ``data`` and ``models`` (which
+never import config) and below run folders, evaluation, galleries and training, which all use them.
+"""
+
+from __future__ import annotations
+
+from metriclab.config import Config, ConfigError
+from metriclab.data.augment import mirrors_as_classes, rotations_as_classes
+from metriclab.data.images import LabeledImages
+from metriclab.data.registry import load_dataset
+from metriclab.distances import build_distance
+from metriclab.models.backbones import backbone
+from metriclab.models.nets import EmbeddingNet, SiameseNet
+
+
+def load_data(config: Config, progress: bool = False) -> LabeledImages:
+    """The whole data set a config names, before any split (decoded once, cached on disk)."""
+    return load_dataset(
+        config.data.name,
+        config.data.path,
+        config.data.size,
+        config.data.channels,
+        config.data.params,
+        progress=progress,
+    )
+
+
+def build_data(config: Config) -> tuple[LabeledImages, LabeledImages]:
+    """The (train, test) class-disjoint split a config describes; validation stays in train."""
+    return split_test(load_data(config), config)
+
+
+def split_test(data: LabeledImages, config: Config) -> tuple[LabeledImages, LabeledImages]:
+    """The (train, test) split of ``data`` that ``config.data`` draws; validation stays in train."""
+    if config.data.test_groups:
+        train, test = data.split_groups(config.data.test_groups)
+    else:
+        train, test = data.split_classes(
+            config.data.test_fraction,
+            seed=config.data.split_seed,
+            test_classes=config.data.test_classes,
+        )
+    check_n_way(config, test)
+    return train, test
+
+
+def check_n_way(config: Config, test: LabeledImages) -> None:
+    """Refuse an ``eval.n_way`` larger than the number of unseen classes."""
+    if config.eval.n_way > test.num_classes:
+        raise ConfigError(
+            f"eval.n_way={config.eval.n_way} exceeds the {test.num_classes} unseen classes; "
+            f"choose eval.n_way between 2 and {test.num_classes}"
+        )
+
+
+def split_validation(
+    train: LabeledImages, config: Config
+) -> tuple[LabeledImages, LabeledImages | None]:
+    """Carve validation classes off the training classes (none when ``data.val_fraction`` is 0)."""
+    if config.data.val_fraction == 0.0 and not config.data.val_groups:
+        return train, None
+    if config.data.val_groups:
+        return train.split_validation(groups=config.data.val_groups)
+    fit, val = train.split_validation(
+        fraction=config.data.val_fraction, seed=config.data.split_seed + 1
+    )
+    if val.num_classes < 2:
+        raise ConfigError(
+            f"data.val_fraction={config.data.val_fraction} leaves {val.num_classes} validation "
+            "class; validation episodes need at least 2"
+        )
+    return fit, val
+
+
+def training_classes(train: LabeledImages, config: Config) -> LabeledImages:
+    """The classes the objective trains on: ``train``, rotated and mirrored as the config says.
+
+    ``data.rotations`` adds rotated copies of every class, then ``data.mirror`` mirrored copies of
+    all of those, each as new classes. Both multiply the training classes only, after every
+    split, so no rotated or mirrored copy of a validation or test class leaks into training.
+    """
+    if config.data.rotations:
+        train = rotations_as_classes(train, config.data.rotations)
+    return mirrors_as_classes(train) if config.data.mirror else train
+
+
+def build_model(config: Config, in_channels: int) -> SiameseNet:
+    """The embedding network and distance head a config describes."""
+    embedding_net = EmbeddingNet(
+        backbone(config.model.backbone, in_channels, width=config.model.width),
+        dim=config.model.dim,
+        in_channels=in_channels,
+        image_size=config.data.size,
+        normalize=config.model.normalize,
+        sigmoid=config.model.sigmoid,
+    )
+    distance = build_distance(config.model.distance, config.model.dim, config.model.distance_init)
+    return SiameseNet(embedding_net, distance)

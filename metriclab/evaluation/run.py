@@ -1,0 +1,127 @@
+"""Evaluate a trained run on the unseen classes its run folder records.
+
+Opens the run with :func:`metriclab.runs.open_run` (never training code), scores seeded episodes,
+episode files, kNN / retrieval and verification, and writes ``results.json`` with the class split
+it was scored on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from metriclab.atomic import write_text
+from metriclab.config import Config
+from metriclab.data import EpisodeSet, LabeledImages, load_omniglot_runs, tta_views
+from metriclab.evaluation.embed import embed
+from metriclab.evaluation.episodes import EpisodeResult, Scorer, evaluate_episodes
+from metriclab.evaluation.report import Report, evaluate_embeddings
+from metriclab.models import SiameseNet
+from metriclab.runs import open_run
+
+RESULTS = "results.json"
+
+
+def run_scorer(config: Config, model: SiameseNet) -> Scorer:
+    """The episode scorer ``eval.scorer`` names; ``siamese`` is the model's learned pair head."""
+    return model.logit_matrix if config.eval.scorer == "siamese" else config.eval.scorer
+
+
+def run_views(config: Config) -> torch.Tensor | None:
+    """The test-time augmentation maps ``(V, 2, 3)`` when ``eval.tta`` is on, else None.
+
+    The one definition of a run's embedding: evaluation and export both embed with these views.
+    """
+    return tta_views(config.data.size) if config.eval.tta else None
+
+
+def _score_files(
+    files: list[Path],
+    config: Config,
+    model: SiameseNet,
+    scorer: Scorer,
+    test: LabeledImages,
+    views: torch.Tensor | None,
+) -> tuple[dict[str, EpisodeSet], dict[str, EpisodeResult]]:
+    """Episode files on the test data, and Omniglot one-shot runs scored on their own images."""
+    on_test: dict[str, EpisodeSet] = {}
+    separate: dict[str, EpisodeResult] = {}
+    for path in files:
+        episodes = EpisodeSet.load(path)
+        name = path.stem
+        if episodes.meta.get("source") == "omniglot-runs":
+            _, images = load_omniglot_runs(Path(episodes.meta["root"]), size=config.data.size)
+            vectors = embed(model.embedding_net, images, progress=False, views=views)
+            separate[name] = evaluate_episodes(
+                vectors,
+                episodes,
+                scorer,
+                distance=model.distance if isinstance(scorer, str) else None,
+            )
+        else:
+            on_test[name] = EpisodeSet.load(path, data=test)
+    return on_test, separate
+
+
+def results_json(report: Report, split: dict[str, Any]) -> str:
+    """``report.to_json()`` with a ``"split"`` entry: the classes the report scored."""
+    text = report.to_json().rstrip()
+    if not text.endswith("}"):
+        raise ValueError("a report's JSON must be one object")
+    entry = json.dumps(split, indent=2).replace("\n", "\n  ")
+    return f'{text[:-1].rstrip()},\n  "split": {entry}\n}}'
+
+
+def evaluate_run(
+    run_dir: Path,
+    json_path: Path | None = None,
+    episode_files: list[Path] | None = None,
+    overrides: list[str] | None = None,
+    plots: bool = True,
+    progress: bool = True,
+) -> Report:
+    """Evaluate a trained run on its unseen classes (the test side of its recorded split).
+
+    Scores seeded episodes drawn with the ``eval.*`` settings, every episode file of
+    ``eval.episode_files`` and ``episode_files``, kNN / retrieval and verification; writes
+    ``results.json`` (or ``json_path``, with the split under ``"split"``) and, with ``plots``,
+    ``roc.png`` and ``embeddings.png``.
+    """
+    run = open_run(run_dir, overrides)
+    config, model, test = run.config, run.model, run.data.test
+    scorer = run_scorer(config, model)
+    sampled = {}
+    if config.eval.episodes:
+        name = f"{config.eval.n_way}-way {config.eval.k_shot}-shot (seeded)"
+        sampled[name] = EpisodeSet.sample(
+            test, config.eval.n_way, config.eval.k_shot, config.eval.n_query,
+            config.eval.episodes, seed=config.eval.seed, within_group=config.eval.within_group,
+        )  # fmt: skip
+    files = [Path(f) for f in config.eval.episode_files or []] + list(episode_files or [])
+    views = run_views(config)
+    on_test, separate = _score_files(files, config, model, scorer, test, views)
+    embeddings = embed(model.embedding_net, test, progress=progress, views=views)
+    report = evaluate_embeddings(
+        embeddings, model.distance, {**sampled, **on_test}, config.eval.pairs,
+        config.eval.seed, scorer=scorer, aligned_head=model.logits,
+    )  # fmt: skip
+    report = dataclasses.replace(
+        report,
+        episodes={**report.episodes, **separate},
+        views=1 if views is None else len(views),
+    )
+    write_text(json_path or run_dir / RESULTS, results_json(report, run.split_record()) + "\n")
+    if plots:
+        from metriclab.plots import plot_embedding_map, plot_roc  # matplotlib: only when drawing
+
+        v = report.verification
+        plot_roc(v.fpr, v.tpr, v.auc, v.eer, run_dir / "roc.png")
+        plot_embedding_map(
+            embeddings.vectors.numpy(), embeddings.labels.numpy(), test.class_names,
+            run_dir / "embeddings.png", seed=config.eval.seed,
+        )  # fmt: skip
+    return report

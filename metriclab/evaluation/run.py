@@ -18,7 +18,7 @@ from metriclab.atomic import write_text
 from metriclab.config import Config
 from metriclab.data import EpisodeSet, LabeledImages, load_omniglot_runs, tta_views
 from metriclab.evaluation.embed import embed
-from metriclab.evaluation.episodes import EpisodeResult, Scorer, evaluate_episodes
+from metriclab.evaluation.episodes import EpisodeResult, Scorer, evaluate_episodes, scorer_for
 from metriclab.evaluation.report import Report, evaluate_embeddings
 from metriclab.models import SiameseNet
 from metriclab.runs import open_run
@@ -28,7 +28,7 @@ RESULTS = "results.json"
 
 def run_scorer(config: Config, model: SiameseNet) -> Scorer:
     """The episode scorer ``eval.scorer`` names; ``siamese`` is the model's learned pair head."""
-    return model.logit_matrix if config.eval.scorer == "siamese" else config.eval.scorer
+    return scorer_for(config.eval.scorer, model.logit_matrix)
 
 
 def run_views(config: Config) -> torch.Tensor | None:

@@ -18,6 +18,7 @@ from metriclab import checkpoints
 from metriclab.config import Config, ConfigError, apply_overrides, config_from_dict, save_config
 from metriclab.data import EpisodeSet, LabeledImages
 from metriclab.evaluation import embed, evaluate_episodes
+from metriclab.evaluation.episodes import SCORERS
 from metriclab.models import SiameseNet
 from metriclab.plots import plot_curves
 from metriclab.runs import SPLIT, RecordedSplit, split_data
@@ -217,7 +218,9 @@ class Trainer:
         embeddings = embed(
             self.model.embedding_net, self.val_data, progress=False, device=self.config.train.device
         )
-        scorer = "prototype" if self.config.eval.scorer == "prototype" else "nearest"
+        # Validation ranks by the distance even for a pair-head scorer: cheaper, and what
+        # early stopping has always selected on.
+        scorer = "prototype" if SCORERS.get(self.config.eval.scorer).prototype else "nearest"
         distance = copy.deepcopy(self.model.distance).cpu()  # embeddings live on the CPU
         return evaluate_episodes(embeddings, self.val_episodes, scorer, distance=distance).mean
 

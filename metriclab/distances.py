@@ -39,7 +39,7 @@ from torch import nn
 from metriclab.registry import Registry
 
 #: The FAISS metrics a distance can be searched under (``faiss.METRIC_<upper>``).
-FaissMetric = Literal["l1", "l2", "inner_product"]
+FaissMetric = Literal["l1", "l2", "inner_product", "linf"]
 
 
 def _check_pair(a: torch.Tensor, b: torch.Tensor, aligned: bool) -> None:

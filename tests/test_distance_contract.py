@@ -92,10 +92,10 @@ def test_bad_records_get_one_sentence() -> None:
 
 def test_a_new_distance_is_one_class_and_one_registration() -> None:
     class Chebyshev(Distance):
-        """max_j |a_j − b_j|: no FAISS metric, so the index refuses it by its declaration."""
+        """max_j |a_j − b_j| declaring a FAISS metric that does not exist: the index refuses it."""
 
         name = "chebyshev_test"
-        faiss_metric = "linf"  # type: ignore[assignment]
+        faiss_metric = "chebyshev"  # type: ignore[assignment]
 
         def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             return (a - b).abs().amax(-1)
@@ -109,7 +109,7 @@ def test_a_new_distance_is_one_class_and_one_registration() -> None:
         assert isinstance(distance, Chebyshev)
         from metriclab.evaluation import FaissIndex
 
-        with pytest.raises(ValueError, match="faiss_metric is 'linf'"):
+        with pytest.raises(ValueError, match="faiss_metric is 'chebyshev'"):
             FaissIndex.build(torch.randn(4, 3), distance)
     finally:
         DISTANCES.unregister(Chebyshev.name)

@@ -49,6 +49,7 @@ _FAISS_METRICS = {
     "l1": faiss.METRIC_L1,
     "l2": faiss.METRIC_L2,
     "inner_product": faiss.METRIC_INNER_PRODUCT,
+    "linf": faiss.METRIC_Linf,
 }
 
 

@@ -43,7 +43,9 @@ def _gallery(bundle: Bundle, seed: int = 0, n: int = 60, classes: int = 4) -> Ga
 @pytest.mark.parametrize("rule", ["nearest", "vote", "prototype"])
 def test_identify_equals_brute_force(bundle: Bundle, rule: str) -> None:
     gallery = _gallery(bundle)
-    queries = np.random.default_rng(1).normal(size=(25, gallery.vectors.shape[1])).astype(np.float32) * 2
+    queries = (
+        np.random.default_rng(1).normal(size=(25, gallery.vectors.shape[1])).astype(np.float32) * 2
+    )
     answers = gallery.identify(queries, rule=rule, k=7, threshold=None, chunk=4)
     if rule == "prototype":
         names = sorted(set(gallery.classes.tolist()))
@@ -116,12 +118,16 @@ def test_remove_class_and_item(bundle: Bundle, tmp_path: Path) -> None:
     loaded = Gallery.load(tmp_path / "g", bundle)
     assert loaded.class_names == ["c0", "c2", "c3"] and len(loaded) == 44
     assert all(a.label != "c1" for a in loaded.identify(loaded.vectors, threshold=None))
-    with pytest.raises(ValueError, match=r"class .c9. is not enrolled \(closest: (c[023], ){2}c[023]\)"):
+    with pytest.raises(
+        ValueError, match=r"class .c9. is not enrolled \(closest: (c[023], ){2}c[023]\)"
+    ):
         loaded.remove(class_name="c9")
     assert sorted(p.name for p in (tmp_path / "g").glob("seg-*")) == ["seg-000001.npz"]
 
 
-def test_killed_add_leaves_the_gallery_as_it_was(bundle: Bundle, tmp_path: Path, monkeypatch) -> None:
+def test_killed_add_leaves_the_gallery_as_it_was(
+    bundle: Bundle, tmp_path: Path, monkeypatch
+) -> None:
     gallery = _gallery(bundle)
     gallery.save(tmp_path / "g")
     before = {p.name: p.read_bytes() for p in (tmp_path / "g").iterdir()}
@@ -137,14 +143,18 @@ def test_killed_add_leaves_the_gallery_as_it_was(bundle: Bundle, tmp_path: Path,
     assert (tmp_path / "g" / "seg-000002.npz").exists()  # written, but never committed
     again = Gallery.load(tmp_path / "g", bundle)
     assert len(again) == 60 and "new" not in again.class_names
-    assert {p.name: p.read_bytes() for p in (tmp_path / "g").iterdir() if p.name in before} == before
+    assert {
+        p.name: p.read_bytes() for p in (tmp_path / "g").iterdir() if p.name in before
+    } == before
     monkeypatch.setattr("metriclab.bundle.gallery.write_manifest", store_module.write_manifest)
     again.enrol(gallery.vectors[:1] + 1, ["new"], ["n0"])
     again.save()  # the next commit reuses the number and clears the leftover
     assert len(Gallery.load(tmp_path / "g", bundle)) == 61
 
 
-def test_truncated_gallery_and_other_bundle_are_refused(bundle: Bundle, bundle_dir: Path, tmp_path: Path) -> None:
+def test_truncated_gallery_and_other_bundle_are_refused(
+    bundle: Bundle, bundle_dir: Path, tmp_path: Path
+) -> None:
     gallery = _gallery(bundle)
     gallery.save(tmp_path / "g")
     segment = tmp_path / "g" / "seg-000001.npz"
@@ -159,11 +169,15 @@ def test_truncated_gallery_and_other_bundle_are_refused(bundle: Bundle, bundle_d
     manifest["bias"] += 1.0
     (other_dir / "bundle.json").write_text(json.dumps(manifest))
     other = Bundle.load(other_dir, "torchscript")
-    with pytest.raises(ValueError, match=f"made by bundle .*{bundle.identity}.*not by bundle {other_dir}"):
+    with pytest.raises(
+        ValueError, match=f"made by bundle .*{bundle.identity}.*not by bundle {other_dir}"
+    ):
         Gallery.load(tmp_path / "g", other)
 
 
-def test_create_from_folder_finds_its_own_images(bundle: Bundle, test_digits, tmp_path: Path) -> None:
+def test_create_from_folder_finds_its_own_images(
+    bundle: Bundle, test_digits, tmp_path: Path
+) -> None:
     images, labels, names = test_digits
     folder = write_class_folders(tmp_path / "enrol", images, labels, names, per_class=3)
     gallery = Gallery.create(bundle, folder)

@@ -14,7 +14,9 @@ from metriclab.distances import DISTANCES, WeightedL1
 
 def _torch_distance(name: str, dim: int, seed: int) -> torch.nn.Module:
     distance = DISTANCES.get(name).build(dim if DISTANCES.get(name).learned else None)
-    if isinstance(distance, WeightedL1):  # learned weights far from their start, some near 0 or > 20
+    if isinstance(
+        distance, WeightedL1
+    ):  # learned weights far from their start, some near 0 or > 20
         with torch.no_grad():
             raw = torch.randn(dim, generator=torch.Generator().manual_seed(seed)) * 3
             raw[0] = 25.0
@@ -34,7 +36,9 @@ def test_every_registered_distance_serves_without_torch() -> None:
     seed=st.integers(0, 2**16),
     offset=st.floats(-5, 5),
 )
-def test_numpy_distance_equals_torch(name: str, rows: int, dim: int, seed: int, offset: float) -> None:
+def test_numpy_distance_equals_torch(
+    name: str, rows: int, dim: int, seed: int, offset: float
+) -> None:
     rng = np.random.default_rng(seed)
     a = (rng.normal(size=(rows, dim)) + offset).astype(np.float32)
     b = (rng.normal(size=(rows + 1, dim)) + offset).astype(np.float32)

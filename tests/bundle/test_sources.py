@@ -13,13 +13,17 @@ from metriclab.data.decode import decode_one
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "1"])
-@pytest.mark.parametrize(("size", "channels", "invert"), [(16, 1, False), (28, 1, True), (20, 3, False)])
+@pytest.mark.parametrize(
+    ("size", "channels", "invert"), [(16, 1, False), (28, 1, True), (20, 3, False)]
+)
 def test_decode_equals_training_decode(
     tmp_path: Path, mode: str, size: int, channels: int, invert: bool
 ) -> None:
     rng = np.random.default_rng(0)
     path = tmp_path / "x.png"
-    Image.fromarray(rng.integers(0, 256, (37, 23, 3), dtype=np.uint8), "RGB").convert(mode).save(path)
+    Image.fromarray(rng.integers(0, 256, (37, 23, 3), dtype=np.uint8), "RGB").convert(mode).save(
+        path
+    )
     expected = decode_one(path.read_bytes(), str(path), size, channels, invert)
     served = decode_image(path, size, channels, invert)
     assert served.dtype == np.uint8 and served.shape == (channels, size, size)

@@ -15,6 +15,7 @@ than the open-set threshold (:mod:`metriclab.bundle.openset`).
 from __future__ import annotations
 
 import difflib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,9 +57,14 @@ class Gallery:
     def __init__(self, bundle: Bundle, folder: Path | None = None) -> None:
         self.bundle = bundle
         self.folder = folder
-        self.vectors = np.zeros((0, 0), np.float32)
-        self.classes = np.zeros(0, dtype=str)
-        self.item_ids = np.zeros(0, dtype=str)
+        # Growable storage, so that an add copies only the new items (amortised doubling).
+        self._buffer = np.zeros((0, 0), np.float32)
+        self._count = 0
+        self._classes: list[str] = []
+        self._item_ids: list[str] = []
+        self._ids: set[str] = set()
+        self._per_class: Counter[str] = Counter()
+        self._arrays: tuple[np.ndarray, np.ndarray] | None = None
         #: The leave-one-class-out threshold record, once :meth:`calibrate` ran.
         self.threshold: dict[str, Any] | None = None
         self._index = rules.FlatIndex(bundle.scorer)
@@ -99,8 +105,7 @@ class Gallery:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or len(vectors) != len(classes) or len(classes) != len(item_ids):
             raise ValueError("enrol needs (n, D) vectors and n class names and n item ids")
-        taken = set(self.item_ids.tolist())
-        clash = next((i for i in item_ids if i in taken), None)
+        clash = next((i for i in item_ids if i in self._ids), None)
         if clash is not None or len(set(item_ids)) != len(item_ids):
             raise ValueError(
                 f"item id {clash or item_ids[0]!r} is already enrolled; give the file another "
@@ -111,20 +116,49 @@ class Gallery:
         self._pending.append(segment)
         self.threshold = None  # the enrolled set changed: a stored calibration no longer holds
 
-    def _append(self, segment: Segment) -> None:
-        if len(self.vectors) and segment.vectors.shape[1] != self.vectors.shape[1]:
-            raise ValueError(
-                f"vectors of dimension {segment.vectors.shape[1]} cannot join a gallery of "
-                f"dimension {self.vectors.shape[1]}; embed them with the gallery's bundle"
+    @property
+    def vectors(self) -> np.ndarray:
+        """Raw embeddings ``(N, D)`` of the enrolled items (a view: do not modify)."""
+        return self._buffer[: self._count]
+
+    @property
+    def classes(self) -> np.ndarray:
+        """Class name of each item ``(N,)``."""
+        return self._cached()[0]
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        """Id of each item ``(N,)``."""
+        return self._cached()[1]
+
+    def _cached(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._arrays is None:
+            self._arrays = (
+                np.asarray(self._classes, dtype=str),
+                np.asarray(self._item_ids, dtype=str),
             )
+        return self._arrays
+
+    def _append(self, segment: Segment) -> None:
+        new, dim = segment.vectors.shape
+        if self._count and dim != self._buffer.shape[1]:
+            raise ValueError(
+                f"vectors of dimension {dim} cannot join a gallery of dimension "
+                f"{self._buffer.shape[1]}; embed them with the gallery's bundle"
+            )
+        if self._count + new > len(self._buffer):
+            grown = np.empty((max(2 * len(self._buffer), self._count + new), dim), np.float32)
+            if self._count:
+                grown[: self._count] = self._buffer[: self._count]
+            self._buffer = grown
+        self._buffer[self._count : self._count + new] = segment.vectors
+        self._count += new
         self._index.add(segment.vectors)
-        self.vectors = (
-            segment.vectors
-            if not len(self.vectors)
-            else np.concatenate([self.vectors, segment.vectors])
-        )
-        self.classes = np.concatenate([self.classes, segment.classes])
-        self.item_ids = np.concatenate([self.item_ids, segment.item_ids])
+        self._classes += segment.classes.tolist()
+        self._item_ids += segment.item_ids.tolist()
+        self._ids.update(segment.item_ids.tolist())
+        self._per_class.update(segment.classes.tolist())
+        self._arrays = None
 
     def remove(self, class_name: str | None = None, item_id: str | None = None) -> int:
         """Remove every item of ``class_name``, or the item ``item_id``; how many were removed."""
@@ -139,12 +173,9 @@ class Gallery:
             hint = f"closest: {', '.join(close)}" if close else f"{len(enrolled)} enrolled"
             raise ValueError(f"{what} {wanted!r} is not enrolled ({hint}); check the spelling")
         keep = ~drop
-        kept = Segment(self.vectors[keep], self.classes[keep], self.item_ids[keep])
-        self.vectors, self.classes, self.item_ids = (
-            np.zeros((0, 0), np.float32),
-            self.classes[:0],
-            self.item_ids[:0],
-        )
+        kept = Segment(self.vectors[keep].copy(), self.classes[keep], self.item_ids[keep])
+        self._buffer, self._count, self._arrays = np.zeros((0, 0), np.float32), 0, None
+        self._classes, self._item_ids, self._ids, self._per_class = [], [], set(), Counter()
         self._index = rules.FlatIndex(self.bundle.scorer)
         if len(kept.vectors):
             self._append(kept)
@@ -155,10 +186,10 @@ class Gallery:
     @property
     def class_names(self) -> list[str]:
         """Enrolled classes, sorted."""
-        return sorted(set(self.classes.tolist()))
+        return sorted(self._per_class)
 
     def __len__(self) -> int:
-        return len(self.vectors)
+        return self._count
 
     def identify(
         self, queries: np.ndarray | Sequence[Path], rule: str = "nearest", k: int = 5,
@@ -288,10 +319,9 @@ class Gallery:
 
     def info(self) -> dict[str, Any]:
         """A summary: size, classes (with item counts), bundle, distance, threshold."""
-        names, counts = np.unique(self.classes, return_counts=True)
         return {
             **self._record(),
             "folder": None if self.folder is None else str(self.folder),
-            "per_class": dict(zip(names.tolist(), counts.tolist(), strict=True)),
+            "per_class": {name: self._per_class[name] for name in self.class_names},
             "bundle_open_set": self.bundle.open_set,
         }

@@ -42,3 +42,13 @@ def test_runtime_modules_import_neither_torch_nor_faiss_at_top() -> None:
         path = PACKAGE.joinpath(*parts[1:])
         path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
         assert not {"torch", "faiss"} & _top_level_imports(path), module
+
+
+def test_lazy_top_level_and_old_names() -> None:
+    import metriclab
+    import metriclab.gallery
+    from metriclab.bundle import Bundle, Gallery
+
+    assert metriclab.Bundle is Bundle and metriclab.Gallery is Gallery
+    assert metriclab.gallery.Gallery is Gallery and callable(metriclab.gallery.build_gallery)
+    assert metriclab.data.digits is not None and "data" in dir(metriclab)

@@ -257,7 +257,10 @@ def _export(args: argparse.Namespace) -> None:
         f"threshold {threshold['value']:.4f} ({threshold['rule']}, on {threshold['calibrated_on']})"
     )
     if manifest["files"]["onnx"] is None:
-        print("onnx: skipped (install the onnx package to export it)")
+        print(
+            "onnx: skipped (install the export extra, pip install 'metriclab[export]', or the "
+            "model uses an operator ONNX cannot express); the bundle needs torch to serve"
+        )
 
 
 def _verify(args: argparse.Namespace) -> int:

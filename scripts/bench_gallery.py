@@ -155,6 +155,7 @@ def bench_add(bundle: Bundle, total: int, batch: int, folder: Path) -> list[str]
 def main_bench() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller gallery, fewer queries")
+    parser.add_argument("--only-add", action="store_true", help="print only the add table")
     args = parser.parse_args()
     torch.set_num_threads(1)
     sizes = [100_000] if args.quick else [200_000, 1_000_000]
@@ -162,6 +163,9 @@ def main_bench() -> None:
     add_total = 50_000 if args.quick else 200_000
     with tempfile.TemporaryDirectory() as tmp:
         bundle = make_bundle(Path(tmp))
+        if args.only_add:
+            print("\n".join(bench_add(bundle, add_total, 10_000, Path(tmp))))
+            return
         embedding = bench_embedding(bundle, 2_048, 5)
         identify = bench_identify(bundle, sizes, queries, repeats)
         adding = bench_add(bundle, add_total, 10_000, Path(tmp))

@@ -1,12 +1,43 @@
-"""metriclab: metric learning and few-shot learning, checked against the papers."""
+"""metriclab: metric learning and few-shot learning, checked against the papers.
 
-import torch  # noqa: F401  (torch before faiss: both bundle OpenMP runtimes)
+The top level is lazy (PEP 562): ``import metriclab`` loads nothing heavy, ``ml.data``,
+``ml.models`` … import their subpackage (and torch) on first use, and ``ml.Bundle`` /
+``ml.Gallery`` load only the runtime, so a bundle serves on ONNX Runtime without torch.
+"""
 
-from metriclab import data, distances, evaluation, losses, models
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-# The runtime (imports no training code); after __version__, which bundles record.
-from metriclab.bundle import Bundle
+_SUBPACKAGES = ("data", "distances", "evaluation", "losses", "models")
+_RUNTIME = ("Bundle", "Gallery")
 
-__all__ = ["Bundle", "__version__", "data", "distances", "evaluation", "losses", "models"]
+__all__ = [
+    "Bundle",
+    "Gallery",
+    "__version__",
+    "data",
+    "distances",
+    "evaluation",
+    "losses",
+    "models",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        module = importlib.import_module(f"metriclab.{name}")
+        globals()[name] = module
+        return module
+    if name in _RUNTIME:
+        value = getattr(importlib.import_module("metriclab.bundle"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'metriclab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_SUBPACKAGES, *_RUNTIME])

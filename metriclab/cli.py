@@ -66,12 +66,20 @@ def _parser() -> argparse.ArgumentParser:
         help="calibrate the threshold to this false accept rate (default: equal error rate)",
     )
 
-    verify = commands.add_parser("verify", help="are two images the same class?")
+    verify = commands.add_parser(
+        "verify",
+        help="are two images the same class? exit status 0: same, 1: different",
+        description="Score two images with a bundle: score = bias − distance(embedding A, "
+        "embedding B), the Siamese logit (higher: more alike); 'same' when the score reaches "
+        "the bundle's calibrated threshold. Exit status 0: same, 1: different, 2: error.",
+    )
     verify.add_argument("bundle", type=Path, metavar="BUNDLE")
     verify.add_argument("first", type=Path, metavar="IMAGE_A")
     verify.add_argument("second", type=Path, metavar="IMAGE_B")
+    _add_backend(verify)
     _add_episodes(commands)
     _add_index(commands)
+    _add_runtime(commands)
     return parser
 
 
@@ -249,16 +257,24 @@ def _export(args: argparse.Namespace) -> None:
         f"threshold {threshold['value']:.4f} ({threshold['rule']}, on {threshold['calibrated_on']})"
     )
     if manifest["files"]["onnx"] is None:
-        print("onnx: skipped (install the onnx package to export it)")
+        print(
+            "onnx: skipped (install the export extra, pip install 'metriclab[export]', or the "
+            "model uses an operator ONNX cannot express); the bundle needs torch to serve"
+        )
 
 
-def _verify(args: argparse.Namespace) -> None:
+def _verify(args: argparse.Namespace) -> int:
     from metriclab.bundle import Bundle
 
-    bundle = Bundle.load(args.bundle)
+    bundle = Bundle.load(args.bundle, args.backend)
     score, same = bundle.verify(args.first, args.second)
     verdict = "same" if same else "different"
     print(f"score {score:.4f}  threshold {bundle.threshold:.4f}  → {verdict}")
+    print(
+        f"(score = bias − {bundle.manifest['distance']['name']} distance of the two embeddings; "
+        "higher is more alike; same when score ≥ threshold)"
+    )
+    return 0 if same else 1
 
 
 def _index(args: argparse.Namespace) -> None:
@@ -284,7 +300,30 @@ HANDLERS = {
     "verify": _verify,
     "episodes": _episodes,
     "index": _index,
+    "embed": lambda args: _runtime("embed_command", args),
+    "gallery": lambda args: _runtime("gallery_command", args),
+    "identify": lambda args: _runtime("identify_command", args),
 }
+
+
+def _runtime(handler: str, args: argparse.Namespace) -> int | None:
+    """Run a serving command (``embed``, ``gallery``, ``identify``: metriclab.cli_runtime)."""
+    from metriclab import cli_runtime
+
+    return getattr(cli_runtime, handler)(args)
+
+
+def _add_backend(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend", choices=("auto", "torchscript", "onnx"), default="auto",
+        help="embedding engine (default auto: TorchScript when torch is installed, else ONNX)",
+    )  # fmt: skip
+
+
+def _add_runtime(commands: argparse._SubParsersAction) -> None:
+    from metriclab.cli_runtime import add_parsers
+
+    add_parsers(commands, _add_backend)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -322,14 +361,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():  # restores warnings.showwarning afterwards
             warnings.showwarning = _show_warning
-            HANDLERS[args.command](args)
+            code = HANDLERS[args.command](args)
     except (ValueError, OSError, RuntimeError) as failure:
         print(f"error: {failure}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -4,14 +4,18 @@ views it embeds with, the distance and a calibrated threshold.
 ``export_bundle(run_dir, out_dir)`` writes::
 
     out_dir/embedder.pt     TorchScript: uint8 (B, C, H, W) → float32 (B, D)
-    out_dir/embedder.onnx   the same graph in ONNX, when the onnx package is installed
-    out_dir/bundle.json     preprocessing, views, distance (with learned weights), bias, threshold
-                            and the class split of the run
+    out_dir/embedder.onnx   the same graph in ONNX (the ``export`` extra: onnx), which the
+                            runtime serves with onnxruntime and no torch
+    out_dir/bundle.json     preprocessing, views, distance (with learned weights), bias, threshold,
+                            open-set threshold and the class split of the run
 
 A pair is scored as the Siamese logit ``bias − d(f(a), f(b))``; it shows one class when the score
 is at least the calibrated threshold. The run is opened by :mod:`metriclab.runs`, embedded as its
 evaluation embeds (test-time augmentation included) and its calibration pairs scored by the
-report's own :func:`~metriclab.evaluation.score_pairs`. :class:`~metriclab.bundle.Bundle` (the
+report's own :func:`~metriclab.evaluation.score_pairs`. The open-set threshold (the distance
+beyond which :class:`~metriclab.bundle.Gallery` answers ``unknown``) is calibrated on the same
+classes, leave-one-class-out, at the target false-alarm rate, and the bundle records DIR@FAR on
+the unseen test classes with half of them not enrolled (:mod:`metriclab.evaluation.openset`). :class:`~metriclab.bundle.Bundle` (the
 runtime, also importable from here) loads it all back without training or export code.
 """
 
@@ -33,14 +37,24 @@ from metriclab.bundle import (
     ONNX,
     TORCHSCRIPT,
     Bundle,
+    leave_one_class_out,
+    numpy_distance,
+    threshold_at_far,
     views_record,
 )
+from metriclab.bundle.identify import nearest_of
 from metriclab.data import PairSampler
 from metriclab.evaluation import embed, score_pairs, verification_metrics
+from metriclab.evaluation.openset import evaluate_open_set
 from metriclab.evaluation.run import run_views
 from metriclab.runs import open_run
 
-__all__ = ["FORMAT", "MANIFEST", "ONNX", "TORCHSCRIPT", "Bundle", "export_bundle"]
+__all__ = ["FORMAT", "MANIFEST", "ONNX", "OPEN_SET_FAR", "TORCHSCRIPT", "Bundle", "export_bundle"]
+
+#: The open-set false-alarm rate calibrated when ``target_far`` is not given.
+OPEN_SET_FAR = 0.01
+#: At most this many seeded calibration items probe the leave-one-class-out calibration.
+OPEN_SET_PROBES = 2000
 
 
 class _Uint8Embedder(nn.Module):
@@ -72,6 +86,29 @@ def _threshold(scores: np.ndarray, same: np.ndarray, target_far: float | None) -
     }
 
 
+def _open_set(
+    distance: dict[str, Any], vectors: np.ndarray, labels: np.ndarray, far: float, seed: int
+) -> dict[str, Any]:
+    """The open-set distance threshold at false-alarm rate ``far``, leave-one-class-out on the
+    calibration embeddings ``(N, D)`` with labels ``(N,)``, scored by the runtime's own numpy
+    distance so the runtime rejects exactly as calibrated."""
+    scorer = numpy_distance(distance)
+    impostor, genuine = leave_one_class_out(
+        labels,
+        lambda ids: nearest_of(scorer, vectors, labels, ids, other=True),
+        lambda ids: nearest_of(scorer, vectors, labels, ids, other=False),
+        OPEN_SET_PROBES,
+        seed,
+    )
+    value = threshold_at_far(impostor, far)
+    return {
+        "distance": value,
+        "rule": f"false-alarm rate ≤ {far:g}, leave-one-class-out",
+        "probes": len(impostor),
+        "accepted_genuine": float((genuine <= value).mean()) if len(genuine) else None,
+    }
+
+
 def export_bundle(
     run_dir: Path, out_dir: Path, target_far: float | None = None, progress: bool = False
 ) -> dict[str, Any]:
@@ -95,6 +132,29 @@ def export_bundle(
     )
     scores = score_pairs(model.logits, vectors, torch.as_tensor(first), torch.as_tensor(second))
     scores = scores.numpy()
+    far = OPEN_SET_FAR if target_far is None else target_far
+    open_set = {
+        **_open_set(
+            model.distance.to_dict(),
+            vectors.numpy(),
+            calibration.labels.numpy(),
+            far,
+            config.eval.seed,
+        ),
+        "calibrated_on": calibrated_on,
+    }
+    test_vectors = (
+        vectors
+        if val is None
+        else embed(model.embedding_net, test, progress=progress, views=views).vectors
+    )
+    open_set["test"] = {
+        "protocol": "half the unseen test classes enrolled with one item each; seeded",
+        **evaluate_open_set(
+            test_vectors.numpy(), test.labels.numpy(), numpy_distance(model.distance.to_dict()).matrix,
+            seed=config.eval.seed,
+        ).to_dict(),
+    }  # fmt: skip
     channels, size = calibration.channels, calibration.images.shape[-1]
     manifest = {
         "format": FORMAT,
@@ -110,6 +170,7 @@ def export_bundle(
         "distance": model.distance.to_dict(),
         "bias": float(model.bias.detach()),
         "threshold": {**_threshold(scores, same, target_far), "calibrated_on": calibrated_on},
+        "open_set": open_set,
         "files": {"torchscript": TORCHSCRIPT},
         "split": run.split_record(),
     }
@@ -126,7 +187,8 @@ def export_bundle(
 
 
 def _export_onnx(embedder: nn.Module, example: torch.Tensor, out_dir: Path) -> str | None:
-    """Write ONNX when the exporter's dependencies are installed; None otherwise."""
+    """Write ONNX when the exporter's dependencies are installed (the ``export`` extra); None
+    otherwise. The graph takes uint8 ``(B, C, H, W)`` with a dynamic batch and gives ``(B, D)``."""
     try:
         import onnx  # noqa: F401
     except ImportError:

@@ -1,4 +1,9 @@
-"""Galleries: a FAISS index of a data set embedded by an exported bundle, and queries against it.
+"""Galleries of a training config's data: ``metriclab index build`` / ``index query``.
+
+For your own classes use :class:`metriclab.bundle.Gallery` (``metriclab gallery create|add|remove``
+and ``metriclab identify``), which needs no training config, decides a class (nearest, vote,
+prototype) and says ``unknown`` beyond the open-set threshold; ``Gallery`` and ``Identification``
+are importable from here too. This module keeps the older split-based index:
 
 ``build_gallery`` writes the index (a plain FAISS file plus its sidecar, see
 :class:`~metriclab.evaluation.FaissIndex`) and ``<index>.gallery.json``, which names the bundle and
@@ -15,12 +20,14 @@ from pathlib import Path
 import torch
 
 from metriclab.atomic import write_text
-from metriclab.bundle import Bundle
+from metriclab.bundle import Bundle, Gallery, Identification
 from metriclab.config import apply_overrides, config_from_dict
 from metriclab.evaluation import FaissIndex
 from metriclab.runs import RecordedSplit, SplitWarning, refuse_split_keys, split_data
 
 SPLITS = ("test", "train", "all")
+
+__all__ = ["SPLITS", "Gallery", "Identification", "Match", "build_gallery", "query_gallery"]
 
 
 def _sidecar(index_path: Path) -> Path:

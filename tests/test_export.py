@@ -46,7 +46,7 @@ def test_export_verify_equals_in_process_scores(run: Path, tmp_path: Path, capsy
     assert score == pytest.approx(expected, abs=1e-4)
     assert same == (score >= manifest["threshold"]["value"])
     capsys.readouterr()
-    assert main(["verify", str(bundle_dir), str(a), str(b)]) == 0
+    assert main(["verify", str(bundle_dir), str(a), str(b)]) == (0 if same else 1)
     assert ("→ same" if same else "→ different") in capsys.readouterr().out
 
 
@@ -176,3 +176,30 @@ def test_format_1_distance_records_still_load(run: Path, tmp_path: Path) -> None
     loaded = Bundle.load(bundle_dir)
     assert loaded.views is None and loaded.split is None
     torch.testing.assert_close(loaded.distance.weight, new.distance.weight, rtol=1e-6, atol=1e-7)
+
+
+def test_bundle_records_onnx_open_set_threshold_and_dir(run: Path, tmp_path: Path) -> None:
+    """Export writes ONNX, and an open-set threshold that meets its false-alarm rate on the
+    calibration classes, recomputed here by brute force with the torch distance."""
+    manifest = export_bundle(run, tmp_path / "bundle", target_far=0.05)
+    assert (
+        manifest["files"]["onnx"] == "embedder.onnx"
+        and (tmp_path / "bundle/embedder.onnx").is_file()
+    )
+    open_set = manifest["open_set"]
+    assert open_set["calibrated_on"] == "unseen test classes"
+    config, model = load_run(run)
+    _, test = build_data(config)
+    vectors = embed(model.embedding_net, test, progress=False).vectors
+    with torch.no_grad():
+        matrix = model.distance.matrix(vectors, vectors).numpy()
+    labels = test.labels.numpy()
+    rng = np.random.default_rng(config.eval.seed)
+    probes = np.sort(rng.permutation(len(labels))[: open_set["probes"]])
+    impostor = np.where(labels[None, :] != labels[:, None], matrix, np.inf).min(1)[probes]
+    # The runtime's numpy distance and torch's cdist differ by float32 rounding (~1e-7 here).
+    assert (impostor <= open_set["distance"] - 1e-6).mean() <= 0.05
+    assert (impostor <= open_set["distance"] + 1e-6).mean() > 0.05 - 1 / len(probes)  # the loosest
+    report = open_set["test"]
+    assert set(report["dir_at_far"]) == {"0.001", "0.01", "0.1"}
+    assert all(0.0 <= v <= report["rank1"] for v in report["dir_at_far"].values())

@@ -1,24 +1,32 @@
 """The runtime of a bundle: load it, embed images as the run was evaluated, score and verify pairs.
 
 A bundle folder (written by :func:`metriclab.export.export_bundle`) holds ``bundle.json`` (the
-preprocessing, the views, the distance, the bias and the threshold) and ``embedder.pt``
-(TorchScript: uint8 ``(B, C, H, W)`` → float32 ``(B, D)``). Nothing here imports training or
-export code: a bundle serves with metriclab's data decoding, distances and torch alone.
+preprocessing, the views, the distance, the bias, the verification threshold and the open-set
+threshold), ``embedder.pt`` (TorchScript: uint8 ``(B, C, H, W)`` → float32 ``(B, D)``) and
+``embedder.onnx`` (the same graph in ONNX). Nothing here imports training or export code, and
+nothing imports torch at module level: with ``backend="onnx"`` a bundle embeds, scores, verifies
+and identifies (:mod:`metriclab.bundle.gallery`) with onnxruntime, numpy, PIL and faiss alone.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from metriclab.data.augment import warp
-from metriclab.data.decode import decode_one
-from metriclab.distances import Distance, distance_from_dict
+from metriclab.bundle.embedders import (
+    BACKENDS,
+    Embedder,
+    OnnxEmbedder,
+    TorchScriptEmbedder,
+    torch_available,
+)
+from metriclab.bundle.scoring import NumpyDistance, numpy_distance
+from metriclab.bundle.sources import decode_image
 
 MANIFEST = "bundle.json"
 TORCHSCRIPT = "embedder.pt"
@@ -26,126 +34,172 @@ ONNX = "embedder.onnx"
 FORMAT = 1
 
 
-def views_record(views: torch.Tensor | None, renormalize: bool) -> dict[str, Any] | None:
+def views_record(views: Any, renormalize: bool) -> dict[str, Any] | None:
     """How a bundle embeds an image: None for one view, else the ``(V, 2, 3)`` affine maps of
-    test-time augmentation (:func:`metriclab.data.tta_views`) and whether the mean is put back
-    to unit length."""
+    test-time augmentation (:func:`metriclab.data.tta_views`, a torch tensor) and whether the
+    mean is put back to unit length."""
     if views is None:
         return None
     return {
         "kind": "tta",
         "count": len(views),
-        "matrices": views.to(torch.float64).tolist(),
+        "matrices": np.asarray(views, dtype=np.float64).tolist(),
         "renormalize": renormalize,
     }
 
 
-@dataclass
-class Bundle:
-    """A loaded bundle: embed images or image files, score pairs, verify against the threshold.
+def _engine(folder: Path, manifest: dict[str, Any], backend: str) -> Embedder:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    files, views = manifest["files"], manifest.get("views")
+    if backend == "auto":
+        backend = "torchscript" if torch_available() else "onnx"
+    if backend == "torchscript":
+        if not torch_available():
+            raise RuntimeError(
+                f"bundle {folder}: the TorchScript engine needs torch; install torch or load "
+                "it with backend='onnx'"
+            )
+        matrices = None if views is None else views["matrices"]
+        renormalize = False if views is None else bool(views["renormalize"])
+        return TorchScriptEmbedder(folder / files["torchscript"], matrices, renormalize)
+    if not files.get("onnx"):
+        raise RuntimeError(
+            f"bundle {folder} has no ONNX embedder; install the export extra "
+            "(pip install 'metriclab[export]') and export the run again, or install torch"
+        )
+    if views is not None:
+        raise RuntimeError(
+            f"bundle {folder} embeds with {views['count']} test-time views, which the ONNX "
+            "engine cannot warp; serve it with torch installed (backend='torchscript')"
+        )
+    return OnnxEmbedder(folder / files["onnx"])
 
-    ``views`` ``(V, 2, 3)`` (None: one view) are the test-time augmentation maps the run was
-    evaluated with: an image's embedding is the mean over its V warped copies, as
-    :func:`metriclab.evaluation.embed` computes it, so the bundle's scores equal the report's.
+
+class Bundle:
+    """A loaded bundle: embed images or files, score pairs, verify against the threshold.
+
+    Attributes:
+        folder, manifest: where it was loaded from and its ``bundle.json`` record.
+        identity: the first 16 hex digits of SHA-256 of ``bundle.json``; galleries record it.
+        engine: what embeds (``engine.name`` is ``"torchscript"`` or ``"onnx"``).
+        scorer: the distance in numpy (:mod:`metriclab.bundle.scoring`); ``distance`` is the
+            torch module (built on first use, needs torch).
+        bias, threshold: a pair scores ``bias − d(a, b)`` and is one class when ≥ ``threshold``.
+        open_set: the open-set record (``{"distance": t, ...}``: an identification whose best
+            match lies farther than t is ``unknown``), None in bundles made before it.
+        size, channels, invert: the preprocessing; split: the run's class split record.
     """
 
-    folder: Path
-    config: dict[str, Any]
-    embedder: torch.jit.ScriptModule
-    distance: Distance
-    bias: float
-    threshold: float
-    size: int
-    channels: int
-    invert: bool
-    views: torch.Tensor | None = None
-    renormalize: bool = False
-    #: The class split of the run (``split.json``'s record), None in older bundles.
-    split: dict[str, Any] | None = None
-
-    @classmethod
-    def load(cls, folder: Path) -> Bundle:
-        """Read ``folder/bundle.json`` and its TorchScript embedder (on the CPU)."""
+    def __init__(self, folder: Path, backend: str = "auto") -> None:
         path = folder / MANIFEST
         if not path.is_file():
             raise FileNotFoundError(
                 f"{folder} is not a metriclab bundle (no {MANIFEST}); make one with 'metriclab export'"
             )
+        raw = path.read_bytes()
+        self.folder = folder
+        self.identity = hashlib.sha256(raw).hexdigest()[:16]
         try:
-            manifest = json.loads(path.read_text("utf-8"))
-            # distance_from_dict also reads format-1 records ({"name", "weights"}).
-            distance = distance_from_dict(manifest["distance"])
-            embedder = torch.jit.load(
-                str(folder / manifest["files"]["torchscript"]), map_location="cpu"
-            )
+            manifest = json.loads(raw.decode("utf-8"))
+            self.manifest: dict[str, Any] = manifest
+            self.config: dict[str, Any] = manifest["config"]
+            self.scorer: NumpyDistance = numpy_distance(manifest["distance"])
+            self.bias = float(manifest["bias"])
+            self.threshold = float(manifest["threshold"]["value"])
+            self.open_set: dict[str, Any] | None = manifest.get("open_set")
             preprocess = manifest["preprocess"]
+            self.size, self.channels = int(preprocess["size"]), int(preprocess["channels"])
+            self.invert = bool(preprocess["invert"])
             views = manifest.get("views")  # absent in bundles of one view
-            return cls(
-                folder,
-                manifest["config"],
-                embedder.eval(),
-                distance.eval(),
-                float(manifest["bias"]),
-                float(manifest["threshold"]["value"]),
-                int(preprocess["size"]),
-                int(preprocess["channels"]),
-                bool(preprocess["invert"]),
-                None if views is None else torch.tensor(views["matrices"], dtype=torch.float64),
-                False if views is None else bool(views["renormalize"]),
-                manifest.get("split"),
-            )
-        except (KeyError, TypeError, ValueError, RuntimeError, json.JSONDecodeError) as failure:
+            self.renormalize = False if views is None else bool(views["renormalize"])
+            self.split: dict[str, Any] | None = manifest.get("split")
+            self.engine: Embedder = _engine(folder, manifest, backend)
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            json.JSONDecodeError,
+            UnicodeDecodeError,
+        ) as failure:
             raise ValueError(
                 f"bundle {folder} is damaged or from another metriclab version ({failure}); export it again"
             ) from None
+        self._distance: Any = None
 
-    def load_images(self, paths: list[Path]) -> torch.Tensor:
-        """Decode image files exactly as training decoded its data: uint8 ``(B, C, size, size)``."""
-        arrays = []
-        for path in paths:
-            if not path.is_file():
-                raise FileNotFoundError(f"image {path} does not exist")
-            arrays.append(
-                decode_one(path.read_bytes(), str(path), self.size, self.channels, self.invert)
-            )
-        return torch.from_numpy(np.stack(arrays))
+    @classmethod
+    def load(cls, folder: Path, backend: str = "auto") -> Bundle:
+        """Read ``folder/bundle.json`` and its embedder: ``backend`` ``"torchscript"``,
+        ``"onnx"`` (no torch needed) or ``"auto"`` (TorchScript when torch imports)."""
+        return cls(Path(folder), backend)
 
-    @torch.no_grad()
-    def embed_images(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Embeddings ``(N, D)`` of uint8 images ``(N, C, size, size)``, in batches."""
-        if images.shape[1:] != (self.channels, self.size, self.size):
+    @property
+    def views(self) -> Any:
+        """The ``(V, 2, 3)`` float64 torch tensor of test-time views, None for one view."""
+        views = self.manifest.get("views")
+        if views is None:
+            return None
+        import torch
+
+        return torch.tensor(views["matrices"], dtype=torch.float64)
+
+    @property
+    def distance(self) -> Any:
+        """The torch :class:`~metriclab.distances.Distance` (needs torch; ``scorer`` does not)."""
+        if self._distance is None:
+            from metriclab.distances import distance_from_dict
+
+            # distance_from_dict also reads format-1 records ({"name", "weights"}).
+            self._distance = distance_from_dict(self.manifest["distance"]).eval()
+        return self._distance
+
+    def decode(self, paths: Sequence[Path]) -> np.ndarray:
+        """Image files as uint8 ``(N, C, size, size)``, converted as the bundle's preprocessing
+        says (other channels or sizes are converted, not refused)."""
+        return np.stack(
+            [decode_image(Path(p), self.size, self.channels, self.invert) for p in paths]
+        )
+
+    def embed(self, images: np.ndarray | Sequence[Path], batch_size: int = 256) -> np.ndarray:
+        """float32 embeddings ``(N, D)`` of uint8 images ``(N, C, size, size)`` or image files."""
+        if not isinstance(images, np.ndarray):
+            images = self.decode(list(images))
+        if images.ndim != 4 or images.shape[1:] != (self.channels, self.size, self.size):
             raise ValueError(
                 f"the bundle embeds ({self.channels}, {self.size}, {self.size}) images, got "
-                f"{tuple(images.shape[1:])}; load the data at data.size={self.size}"
+                f"{tuple(images.shape[1:])}; decode them with Bundle.decode"
             )
-        return torch.cat(
-            [
-                self._embed_batch(images[i : i + batch_size])
-                for i in range(0, len(images), batch_size)
-            ]
-        )
+        parts = [self.engine(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
-    def _embed_batch(self, images: torch.Tensor) -> torch.Tensor:
-        if self.views is None:
-            return self.embedder(images)
-        # The same arithmetic, in the same order, as metriclab.evaluation.embed with views.
-        mean = sum(
-            self.embedder(warp(images, view.expand(len(images), 2, 3))) for view in self.views
-        )
-        mean = mean / len(self.views)
-        return torch.nn.functional.normalize(mean, dim=-1) if self.renormalize else mean
+    def load_images(self, paths: list[Path]) -> Any:
+        """Image files as a uint8 torch tensor ``(B, C, size, size)`` (see :meth:`decode`)."""
+        import torch
 
-    def embed_files(self, paths: list[Path]) -> torch.Tensor:
-        """Embeddings ``(N, D)`` of image files, decoded as :meth:`load_images` does."""
+        return torch.from_numpy(self.decode(paths))
+
+    def embed_images(self, images: Any, batch_size: int = 256) -> Any:
+        """Embeddings, a torch tensor ``(N, D)``, of uint8 torch images ``(N, C, size, size)``."""
+        import torch
+
+        return torch.from_numpy(self.embed(images.numpy(), batch_size))
+
+    def embed_files(self, paths: list[Path]) -> Any:
+        """Embeddings, a torch tensor ``(N, D)``, of image files."""
         return self.embed_images(self.load_images(paths))
 
-    @torch.no_grad()
-    def score(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Scores ``bias − d(a, b)`` of aligned embeddings ``(N, D)`` → ``(N,)``."""
-        return self.bias - self.distance(a, b)
+    def score(self, a: Any, b: Any) -> Any:
+        """Scores ``bias − d(a, b)`` of aligned embeddings ``(N, D)`` → ``(N,)``; numpy arrays are
+        scored in numpy, torch tensors by the torch distance."""
+        if isinstance(a, np.ndarray):
+            return (self.bias - self.scorer.pairwise(a, b)).astype(np.float32)
+        import torch
+
+        with torch.no_grad():
+            return self.bias - self.distance(a, b)
 
     def verify(self, first: Path, second: Path) -> tuple[float, bool]:
         """The score of two image files and whether it reaches the threshold (same class)."""
-        vectors = self.embed_files([first, second])
+        vectors = self.embed([first, second])
         value = float(self.score(vectors[:1], vectors[1:])[0])
         return value, value >= self.threshold

@@ -86,8 +86,13 @@ class Objective(nn.Module):
         return self.world.gather(model.embedding_net(inputs))
 
     def scaled(self, loss: torch.Tensor) -> torch.Tensor:
-        """Undo DDP's gradient averaging: each rank's backward covers only its own shard."""
-        return loss * self.world.size if self.world.size > 1 else loss
+        """``loss`` unchanged; kept so objectives written against it still work.
+
+        It used to multiply the loss by the world size, which doubled under two ranks the
+        gradient of every parameter outside the embedding network and the logged loss; the
+        gather now corrects the embedding network's share alone (:meth:`World.gather`).
+        """
+        return loss
 
     def loss(self, model: SiameseNet, step: int) -> tuple[torch.Tensor, int]:
         """The loss of ``step`` and the number of images it consumed."""

@@ -19,6 +19,7 @@ import yaml
 from metriclab.atomic import write_text
 from metriclab.data.augment import AUGMENTATIONS
 from metriclab.data.registry import DATA_SETS, check_params
+from metriclab.data.streaming import STORAGES
 from metriclab.distances import DISTANCES
 from metriclab.evaluation.episodes import SCORERS
 from metriclab.models.backbones import check_backbone_name
@@ -43,6 +44,9 @@ class DataConfig:
     ``test_fraction`` of the classes. ``val_fraction`` of the training classes (or ``val_groups``)
     is carved off for validation and early stopping. ``rotations`` (angles among 90, 180, 270)
     and ``mirror`` add rotated and mirrored copies of the training classes as new classes.
+    ``storage``: ``memory`` (decode every image up front), ``disk`` (keep paths and labels, decode
+    each batch when it is drawn; ``image_folder`` and ``csv``) or ``auto`` (memory while the
+    decoded images fit ``memory_budget`` GiB, else disk; it says which it chose).
     """
 
     name: str = "digits"
@@ -59,6 +63,8 @@ class DataConfig:
     rotations: list[int] | None = None
     mirror: bool = False
     augment: str = "none"
+    storage: str = "memory"
+    memory_budget: float = 4.0
 
 
 @dataclass
@@ -225,6 +231,12 @@ class Config:
         if self.train.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {self.train.lr}")
         self._check_precision()
+        if self.data.storage not in STORAGES:
+            raise _unknown_choice("data.storage", self.data.storage, STORAGES)
+        if not self.data.memory_budget > 0:
+            raise ConfigError(
+                f"data.memory_budget must be a positive number of GiB, got {self.data.memory_budget}"
+            )
         if self.train.accumulate < 1:
             raise ConfigError(f"train.accumulate must be at least 1, got {self.train.accumulate}")
         if self.train.warmup < 0:

@@ -24,6 +24,7 @@ from torch import nn
 from metriclab.config import Config, ConfigError, TrainConfig
 from metriclab.data import ClassTable, LabeledImages, PairSampler, to_float
 from metriclab.data.samplers import ClassDraw
+from metriclab.data.streaming import pixels
 from metriclab.distances import Distance
 from metriclab.losses import LossInput, TrainerValue, build_loss, build_miner, declaration_of
 from metriclab.losses.base import describe
@@ -77,7 +78,8 @@ class Objective(nn.Module):
         Augmentation is drawn for the whole batch (so every rank, and a single process, sees
         the same images); this rank embeds its shard and gathers the rest.
         """
-        batch = self.data.images[torch.from_numpy(positions)]
+        # In memory: rows of one tensor; on disk: those items decoded now (the same arrays).
+        batch = pixels(self.data.images[torch.from_numpy(positions)])
         if self.augment is not None:
             generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
             batch = self.augment(batch, generator)

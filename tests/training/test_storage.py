@@ -66,3 +66,8 @@ def test_photos_over_the_budget_train_and_evaluate_from_the_command_line(
     seeded = results["episodes"]["2-way 1-shot (seeded)"]
     assert seeded["episodes"] == 20 and 0.0 <= seeded["accuracy"] <= 1.0
     assert 0.0 <= results["verification"]["auc"] <= 1.0
+    # Export and verify take the RGB photos too.
+    assert main(["export", str(run), "-o", str(tmp_path / "bundle")]) == 0
+    a, b = sorted(photos.glob("c0/*"))[:2]
+    assert main(["verify", str(tmp_path / "bundle"), str(a), str(b)]) == 0
+    assert "same" in capsys.readouterr().out

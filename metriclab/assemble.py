@@ -25,6 +25,8 @@ def load_data(config: Config, progress: bool = False) -> LabeledImages:
         config.data.channels,
         config.data.params,
         progress=progress,
+        storage=config.data.storage,
+        memory_budget=config.data.memory_budget,
     )
 
 

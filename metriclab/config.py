@@ -19,10 +19,12 @@ import yaml
 from metriclab.atomic import write_text
 from metriclab.data.augment import AUGMENTATIONS
 from metriclab.data.registry import DATA_SETS, check_params
+from metriclab.data.streaming import STORAGES
 from metriclab.distances import DISTANCES
 from metriclab.evaluation.episodes import SCORERS
 from metriclab.models.backbones import check_backbone_name
 from metriclab.optim import OPTIMIZERS, SCHEDULES
+from metriclab.precision import check_precision
 from metriclab.registry import Registry
 
 
@@ -42,6 +44,9 @@ class DataConfig:
     ``test_fraction`` of the classes. ``val_fraction`` of the training classes (or ``val_groups``)
     is carved off for validation and early stopping. ``rotations`` (angles among 90, 180, 270)
     and ``mirror`` add rotated and mirrored copies of the training classes as new classes.
+    ``storage``: ``memory`` (decode every image up front), ``disk`` (keep paths and labels, decode
+    each batch when it is drawn; ``image_folder`` and ``csv``) or ``auto`` (memory while the
+    decoded images fit ``memory_budget`` GiB, else disk; it says which it chose).
     """
 
     name: str = "digits"
@@ -58,6 +63,8 @@ class DataConfig:
     rotations: list[int] | None = None
     mirror: bool = False
     augment: str = "none"
+    storage: str = "memory"
+    memory_budget: float = 4.0
 
 
 @dataclass
@@ -85,6 +92,14 @@ class TrainConfig:
     Batches: ``siamese`` draws ``batch_size`` pairs, ``classifier`` ``batch_size`` images,
     ``triplet`` ``classes_per_batch`` × ``samples_per_class`` images, ``episodic`` one
     ``n_way``-way ``k_shot``-shot episode with ``n_query`` queries per class.
+
+    ``precision``: ``fp32``, ``bf16`` (autocast, CPU or CUDA) or ``fp16`` (autocast and a
+    gradient scaler, CUDA only): :mod:`metriclab.precision`. ``amp`` is its deprecated
+    old spelling (true meant fp16 on CUDA and nothing on the CPU); it is read into
+    ``precision`` and saved as null. ``accumulate``: each optimiser step sums the gradients of
+    that many batches (drawn as consecutive batches, each loss divided by ``accumulate``).
+    ``warmup``: the learning rate rises linearly over the first ``warmup`` steps
+    (``lr · t / warmup`` at step ``t``, Goyal et al. 2017), on top of ``schedule``.
     """
 
     objective: str = "siamese"
@@ -108,7 +123,10 @@ class TrainConfig:
     step_size: int = 1000
     gamma: float = 0.5
     clip_grad: float | None = None
-    amp: bool = True
+    precision: str = "fp32"
+    amp: bool | None = None
+    accumulate: int = 1
+    warmup: int = 0
     seed: int = 0
     device: str = "cpu"
     checkpoint_every: int = 200
@@ -155,6 +173,12 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def _check_precision(self) -> None:
+        _precision_from_amp(self.train)
+        problem = check_precision(self.train.precision, self.train.device)
+        if problem:
+            raise ConfigError(problem)
 
     def validate(self) -> Config:
         """Check value ranges; raise :class:`ConfigError` naming the first bad key."""
@@ -206,6 +230,17 @@ class Config:
             raise ConfigError(f"model.width must be positive, got {self.model.width}")
         if self.train.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {self.train.lr}")
+        self._check_precision()
+        if self.data.storage not in STORAGES:
+            raise _unknown_choice("data.storage", self.data.storage, STORAGES)
+        if not self.data.memory_budget > 0:
+            raise ConfigError(
+                f"data.memory_budget must be a positive number of GiB, got {self.data.memory_budget}"
+            )
+        if self.train.accumulate < 1:
+            raise ConfigError(f"train.accumulate must be at least 1, got {self.train.accumulate}")
+        if self.train.warmup < 0:
+            raise ConfigError(f"train.warmup must be 0 (off) or positive, got {self.train.warmup}")
         if self.train.clip_grad is not None and self.train.clip_grad <= 0:
             raise ConfigError(
                 f"train.clip_grad must be positive or null, got {self.train.clip_grad}"
@@ -233,6 +268,22 @@ class Config:
             raise ConfigError(str(failure)) from None
         self.data.params = _data_params(self.data.name, self.data.params)
         return self
+
+
+def _precision_from_amp(train: TrainConfig) -> None:
+    """Read the deprecated ``train.amp`` into ``train.precision`` (what it did: fp16 autocast
+    on CUDA, nothing elsewhere) and clear it, so the saved config says what runs."""
+    if train.amp is None:
+        return
+    warnings.warn(
+        "config key train.amp is deprecated (it meant fp16 on CUDA and nothing on the CPU); "
+        "write train.precision=fp32|bf16|fp16 instead",
+        DeprecationWarning,
+        stacklevel=4,
+    )
+    if train.amp and train.precision == "fp32" and train.device.startswith("cuda"):
+        train.precision = "fp16"
+    train.amp = None
 
 
 def _unknown_choice(key: str, value: str, names: Registry[Any] | Iterable[str]) -> ConfigError:

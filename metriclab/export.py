@@ -43,7 +43,7 @@ from metriclab.bundle import (
     views_record,
 )
 from metriclab.bundle.identify import nearest_of
-from metriclab.data import PairSampler
+from metriclab.data import PairSampler, pixels
 from metriclab.evaluation import embed, score_pairs, verification_metrics
 from metriclab.evaluation.openset import evaluate_open_set
 from metriclab.evaluation.run import run_views
@@ -175,7 +175,7 @@ def export_bundle(
         "split": run.split_record(),
     }
     embedder = _Uint8Embedder(model.embedding_net).eval()
-    example = calibration.images[:2]
+    example = pixels(calibration.images[:2])  # decoded, also when the run streams from disk
     with torch.no_grad():
         traced = torch.jit.trace(embedder, example)
     out_dir.mkdir(parents=True, exist_ok=True)

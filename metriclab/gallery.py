@@ -22,6 +22,7 @@ import torch
 from metriclab.atomic import write_text
 from metriclab.bundle import Bundle, Gallery, Identification
 from metriclab.config import apply_overrides, config_from_dict
+from metriclab.data import pixels
 from metriclab.evaluation import FaissIndex
 from metriclab.runs import RecordedSplit, SplitWarning, refuse_split_keys, split_data
 
@@ -68,7 +69,7 @@ def build_gallery(
         )
     train, test = data.train, data.test
     parts = {"test": [test], "train": [train], "all": [train, test]}[split]
-    vectors = [bundle.embed_images(part.images) for part in parts]
+    vectors = [bundle.embed_images(pixels(part.images)) for part in parts]
     labels, names, ids, offset = [], [], [], 0
     for part in parts:
         labels.append(part.labels + offset)

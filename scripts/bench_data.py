@@ -13,7 +13,14 @@ bare Conv-4 forward + backward + SGD step on that batch, at 28 and 105 px. The a
 per-sample affine done with ``torchvision.transforms.v2.functional.affine`` in a loop (v2's
 ``RandomAffine`` on a batch would draw one transform for the whole batch).
 
+Streaming (issue 14, ``scripts/_bench_streaming.py``): a folder of synthetic 256–500 px JPEG and
+PNG photos made in a temporary folder, read by metriclab's ``stream`` / training path and by
+torchvision's ``ImageFolder`` + ``DataLoader`` with the same transforms and worker count; peak RSS
+while listing and iterating 20k vs 2k small files on disk; the toolkit's training step against a
+bare PyTorch loop.
+
     python scripts/bench_data.py [--quick] [--threads 1] [--omniglot ../shared/data/omniglot]
+                                 [--part all|omniglot|streaming]
 """
 
 from __future__ import annotations
@@ -167,7 +174,14 @@ def main() -> None:
     # One thread by default: on a shared 2-core machine, a second OpenMP thread that is not
     # scheduled makes every small tensor op wait for it (augmentation measured 1.7 ms → 55 ms).
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--part", choices=("all", "omniglot", "streaming"), default="all")
+    parser.add_argument("--photos", type=int, default=1000, help="synthetic photos to stream")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.part in ("all", "streaming"):
+        streaming(args)
+    if args.part == "streaming":
+        return
     if not all((args.omniglot / name).is_file() for name in SETS):
         # Exit status 77 tells scripts/bench.py "skipped": the suite keeps the old Data section.
         print(
@@ -211,6 +225,22 @@ def main() -> None:
             f"| {size} | {batch} | {batch / t['model']:,.0f} | {batch / t['ours']:,.0f} | "
             f"{100 * ours_share:.1f} % | {batch / t['peer']:,.0f} | {100 * peer_share:.1f} % |"
         )
+
+
+def streaming(args: argparse.Namespace) -> None:
+    """The issue 14 rows: streaming throughput, RSS over many files, step overhead."""
+    import _bench_streaming as bench
+
+    repeats = 3
+    print(f"streaming: torch {torch.__version__} ({args.threads} threads), torchvision "
+          f"{torchvision.__version__}, {os.cpu_count()} cores shared with other jobs (noisy)")  # fmt: skip
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch) / "photos"
+        count = 400 if args.quick else args.photos
+        bench.write_photos(root, count, classes=20, low=256, high=500)
+        bench.bench_throughput(root, size=96, workers=2, repeats=repeats)
+    bench.bench_rss((2_000, 20_000) if not args.quick else (500, 5_000))
+    bench.bench_step(steps=5 if args.quick else 10, repeats=5)
 
 
 if __name__ == "__main__":

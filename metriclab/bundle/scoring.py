@@ -3,8 +3,9 @@
 A bundle records its distance as :meth:`metriclab.distances.Distance.to_dict` writes it. The
 torch-free runtime cannot build those ``nn.Module`` objects, so each distance record name has a
 numpy counterpart here, registered in :data:`NUMPY_DISTANCES` under the same name; a test checks
-every entry of :data:`metriclab.distances.DISTANCES` against its counterpart. A new distance that
-should serve without torch adds one class here.
+every entry of :data:`metriclab.distances.DISTANCES` against its counterpart. A distance with no
+counterpart (a user's own) is served through its torch module (:class:`TorchBacked`) when torch
+is installed; one that should also serve without torch adds one class here.
 
 Shapes follow the torch distances: ``pairwise(a, b)`` row-aligned ``(N, D)`` × ``(N, D)`` →
 ``(N,)``; ``matrix(a, b)`` all pairs ``(Na, D)`` × ``(Nb, D)`` → ``(Na, Nb)``; float32 in and out.
@@ -167,8 +168,48 @@ class Cosine(NumpyDistance):
         return 1.0 - values
 
 
+class TorchBacked(NumpyDistance):
+    """A registered torch distance behind the numpy interface, for distances with no numpy twin."""
+
+    def __init__(self, record: Mapping[str, Any]) -> None:
+        import torch  # only here: the torch-free runtime never reaches this class
+
+        from metriclab.distances import distance_from_dict
+
+        self._torch = torch
+        self.distance = distance_from_dict(record).eval()
+        self.name = self.distance.name  # type: ignore[misc]
+        self.faiss_metric = self.distance.faiss_metric  # type: ignore[misc]
+
+    def _apply(self, form: Any, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        with self._torch.no_grad():
+            values = form(self._torch.from_numpy(_f32(a)), self._torch.from_numpy(_f32(b)))
+        return values.numpy()
+
+    def pairwise(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return self._apply(self.distance, a, b)
+
+    def matrix(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return self._apply(self.distance.matrix, a, b)
+
+    def faiss_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        return _f32(self.distance.faiss_vectors(_f32(vectors)))
+
+    def from_faiss(self, values: np.ndarray) -> np.ndarray:
+        return self.distance.from_faiss(values)
+
+
 def numpy_distance(record: Mapping[str, Any]) -> NumpyDistance:
-    """The numpy distance of a ``Distance.to_dict`` record (one sentence if there is none)."""
+    """The numpy distance of a ``Distance.to_dict`` record: its numpy twin, else its torch module
+    (one sentence when neither exists, e.g. a user's distance served without torch)."""
     if not isinstance(record, Mapping) or "name" not in record:
         raise ValueError(f"a distance record is a mapping with a 'name', got {record!r}")
-    return NUMPY_DISTANCES.get(record["name"]).from_record(record)
+    if record["name"] in NUMPY_DISTANCES:
+        return NUMPY_DISTANCES.get(record["name"]).from_record(record)
+    try:
+        return TorchBacked(record)
+    except ImportError:
+        raise ValueError(
+            f"distance {record['name']!r} has no torch-free form; serve this bundle with torch "
+            "installed, or register a numpy counterpart in metriclab.bundle.scoring.NUMPY_DISTANCES"
+        ) from None

@@ -60,6 +60,11 @@ from metriclab.data.registry import (
     load_dataset,
 )
 
+# Streaming from disk and photo augmentations (issue 14); photo_transforms registers its
+# augmentations in AUGMENTATIONS on import.
+from metriclab.data.streaming import DiskImages, pixels, stream
+from metriclab.data.photo_transforms import PhotoAugment
+
 __all__ += [
     "AUGMENTATIONS",
     "DATA_SETS",
@@ -67,8 +72,10 @@ __all__ += [
     "Augmentation",
     "DataParam",
     "DataSetSpec",
+    "DiskImages",
     "KochAffine",
     "LoadRequest",
+    "PhotoAugment",
     "affine_matrices",
     "check_params",
     "from_csv",
@@ -76,8 +83,10 @@ __all__ += [
     "load_dataset",
     "mirrors_as_classes",
     "omniglot",
+    "pixels",
     "require_min_per_class",
     "rotations_as_classes",
+    "stream",
     "tta_views",
     "warp",
 ]

@@ -11,6 +11,7 @@ from metriclab.data.decode import ImageEntry, labeled_images
 from metriclab.data.images import LabeledImages
 from metriclab.data.preprocess import Preprocess
 from metriclab.data.registry import DATA_SETS, DataSetSpec, LoadRequest
+from metriclab.data.streaming import DiskImages, choose_storage
 
 IMAGE_EXTENSIONS = (
     ".png",
@@ -73,6 +74,8 @@ def image_folder(
     progress: bool = True,
     workers: int | None = None,
     invert: bool = False,
+    storage: str = "memory",
+    memory_budget: float = 4.0,
 ) -> LabeledImages:
     """Images laid out as ``path/<class>/**/<image>``, as uint8 ``(N, channels, H, W)``.
 
@@ -80,6 +83,9 @@ def image_folder(
     below it. Item ids are the paths relative to ``path``. ``size`` resizes every image to
     ``size``×``size`` with antialiasing; ``None`` requires all images to share one size.
     ``invert`` maps v → 255 − v (dark ink on a light page becomes bright on zero).
+    ``storage``: ``memory`` decodes every image now; ``disk`` keeps only the index and decodes
+    on demand (:class:`~metriclab.data.streaming.DiskImages`, needs ``size``); ``auto`` picks by
+    the decoded size against ``memory_budget`` GiB and says which.
     """
     root = _existing_folder(path, "image folder")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -89,14 +95,18 @@ def image_folder(
             f"subfolder, {root}/<class>/<image>"
         )
     entries = [entry for name in classes for entry in _class_images(root, root / name)]
-    request = {"loader": "image_folder"}
-    images = cached_decode(
-        entries, [root], request, size, channels, invert, cache, progress, workers
-    )
+    description = f"image_folder({root.name}, size={size})"
+    if choose_storage(storage, len(entries), channels, size, memory_budget, description) == "disk":
+        images: object = DiskImages(entries, size, channels, invert)  # type: ignore[arg-type]
+    else:
+        request = {"loader": "image_folder"}
+        images = cached_decode(
+            entries, [root], request, size, channels, invert, cache, progress, workers
+        )
     return labeled_images(
         entries,
-        images,
-        f"image_folder({root.name}, size={size})",
+        images,  # type: ignore[arg-type]
+        description,
         Preprocess(size=size, channels=channels, invert=invert),
     )
 
@@ -140,12 +150,14 @@ def from_csv(
     progress: bool = True,
     workers: int | None = None,
     invert: bool = False,
+    storage: str = "memory",
+    memory_budget: float = 4.0,
 ) -> LabeledImages:
     """Images listed in a CSV of ``path,label`` rows (an optional ``path,label`` header).
 
     Paths are relative to ``root`` (default: the CSV's folder) and may not leave it; they become
-    the item ids. Labels are class names. Returns uint8 ``(N, channels, H, W)``; ``invert`` as
-    for :func:`image_folder`.
+    the item ids. Labels are class names. Returns uint8 ``(N, channels, H, W)``; ``invert``,
+    ``storage`` and ``memory_budget`` as for :func:`image_folder`.
     """
     file = Path(file)
     if not file.is_file():
@@ -162,14 +174,18 @@ def from_csv(
             )
         entries[item_id] = _file_entry(base / item_id, item_id, label)
     ordered = list(entries.values())
-    request = {"loader": "csv", "list": file.name}
-    images = cached_decode(
-        ordered, [base, file], request, size, channels, invert, cache, progress, workers
-    )
+    description = f"csv({file.name}, size={size})"
+    if choose_storage(storage, len(ordered), channels, size, memory_budget, description) == "disk":
+        images: object = DiskImages(ordered, size, channels, invert)  # type: ignore[arg-type]
+    else:
+        request = {"loader": "csv", "list": file.name}
+        images = cached_decode(
+            ordered, [base, file], request, size, channels, invert, cache, progress, workers
+        )
     return labeled_images(
         ordered,
-        images,
-        f"csv({file.name}, size={size})",
+        images,  # type: ignore[arg-type]
+        description,
         Preprocess(size=size, channels=channels, invert=invert),
     )
 
@@ -183,6 +199,8 @@ def _load_folder(request: LoadRequest) -> LabeledImages:
         cache=request.cache,
         progress=request.progress,
         invert=request.invert,
+        storage=request.storage,
+        memory_budget=request.memory_budget,
     )
 
 
@@ -195,6 +213,8 @@ def _load_csv(request: LoadRequest) -> LabeledImages:
         cache=request.cache,
         progress=request.progress,
         invert=request.invert,
+        storage=request.storage,
+        memory_budget=request.memory_budget,
     )
 
 
@@ -207,6 +227,7 @@ DATA_SETS.register(
         channels=None,
         default_channels=3,
         help="your own images, one folder per class: path/<class>/<image>",
+        streams=True,
     ),
 )
 DATA_SETS.register(
@@ -218,5 +239,6 @@ DATA_SETS.register(
         channels=None,
         default_channels=3,
         help="your own images listed in a path,label CSV (paths relative to its folder)",
+        streams=True,
     ),
 )

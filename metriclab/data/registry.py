@@ -38,6 +38,9 @@ class LoadRequest:
         invert: decode with v → 255 − v (the spec's polarity; pass it to the decoder).
         params: the data set's own options (``data.params``), names checked against the spec.
         cache, progress: as for :func:`metriclab.data.cache.cached_decode`.
+        storage: ``memory``, ``disk`` or ``auto`` (:func:`metriclab.data.streaming.choose_storage`);
+            only a data set that declares ``streams`` is asked for anything but ``memory``.
+        memory_budget: GiB of decoded images ``auto`` keeps in memory.
     """
 
     paths: tuple[Path, ...]
@@ -47,6 +50,8 @@ class LoadRequest:
     params: Mapping[str, Any]
     cache: bool | str | Path = True
     progress: bool = True
+    storage: str = "memory"
+    memory_budget: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ class DataSetSpec:
     std: tuple[float, ...] | None = None
     params: Mapping[str, DataParam] = field(default_factory=dict)
     help: str = ""
+    streams: bool = False
 
     def __post_init__(self) -> None:
         if self.paths not in ("none", "one", "many"):
@@ -166,6 +172,8 @@ def load_dataset(
     *,
     cache: bool | str | Path = True,
     progress: bool = True,
+    storage: str = "memory",
+    memory_budget: float = 4.0,
 ) -> LabeledImages:
     """Load the data set a config names, with its declared preprocessing recorded on the result.
 
@@ -179,6 +187,9 @@ def load_dataset(
         params: the data set's own options, e.g. ``{"alphabets": [...]}`` for omniglot. A list
             here is the old ``alphabets`` argument (deprecated).
         cache, progress: passed to the loaders that decode files (see :mod:`metriclab.data.cache`).
+        storage, memory_budget: ``data.storage`` (``memory``, ``disk``, ``auto``) and
+            ``data.memory_budget`` (GiB), for data sets that declare ``streams``
+            (:mod:`metriclab.data.streaming`); the others are always held in memory.
     """
     if params is not None and not isinstance(params, Mapping):
         warnings.warn(
@@ -190,6 +201,12 @@ def load_dataset(
         params = {"alphabets": params}
     params = dict(params or {})
     spec = check_params(name, params)
+    if storage == "disk" and not spec.streams:
+        streaming = ", ".join(n for n, other in DATA_SETS.items() if other.streams)
+        raise ValueError(
+            f"data set {name!r} is always held in memory and cannot use data.storage=disk; "
+            f"use data.storage=memory (data sets that stream from disk: {streaming})"
+        )
     request = LoadRequest(
         paths=_paths(name, spec, path),
         size=spec.size if size is None else size,
@@ -198,6 +215,8 @@ def load_dataset(
         params=params,
         cache=cache,
         progress=progress,
+        storage=storage if spec.streams else "memory",
+        memory_budget=memory_budget,
     )
     data = spec.loader(request)
     declared = spec.preprocess(request.size, request.channels)

@@ -9,6 +9,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from metriclab.data import LabeledImages, to_float, warp
+from metriclab.data.streaming import stream
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ def embed(
     device: str | torch.device | None = None,
     progress: bool = True,
     views: torch.Tensor | None = None,
+    workers: int = 2,
 ) -> Embeddings:
     """Embed every image of ``data`` once, in eval mode, in batches, without gradients.
 
@@ -64,6 +66,10 @@ def embed(
 
     Returns :class:`Embeddings` with ``(N, D)`` float32 vectors on the CPU, ``(N,)`` labels and
     item ids. Raises ``ValueError`` for an empty data set or NaN / infinite embeddings.
+
+    Images on disk (``data.storage=disk``) are decoded batch by batch in ``workers``
+    ``DataLoader`` worker processes (:func:`metriclab.data.streaming.stream`); only one batch of
+    pixels is in memory at a time.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -79,10 +85,13 @@ def embed(
     embedding_net.eval()
     chunks = []
     try:
-        for start in tqdm(
-            range(0, len(data), batch_size), desc="embed", disable=not progress, leave=False
+        for images in tqdm(
+            stream(data.images, batch_size, workers),
+            total=-(-len(data) // batch_size),
+            desc="embed",
+            disable=not progress,
+            leave=False,
         ):
-            images = data.images[start : start + batch_size]
             if views is None:
                 chunks.append(embedding_net(to_float(images).to(device)).float().cpu())
                 continue

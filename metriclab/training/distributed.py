@@ -2,18 +2,40 @@
 
 Every rank draws the same global batch (the objectives are seeded by the step), embeds its own
 contiguous shard, and gathers the other ranks' embeddings, so losses that mine within the batch
-(triplet, episodic) see the whole batch. Only the local shard carries gradients; DDP averages
-gradients over ranks, so the loss is scaled by the world size to give the full-batch gradient.
+(triplet, episodic) see the whole batch, and every rank computes the same full-batch loss.
+
+Why the gradients come out exact: DDP averages every gradient over the ranks. A parameter after
+the gather (the Siamese bias, WeightedL1 weights, class weights of CAMRI or a classifier head)
+already gets the full-batch gradient on every rank, and the average of equal values is that
+value. The embedding network gets, on each rank, only its shard's share of the full-batch
+gradient (the other ranks' embeddings are gathered without gradient); the gather multiplies the
+gradient into the local shard by the world size, so the average over ranks is the sum of the
+shares, the full-batch gradient. Scaling the loss instead (as before) doubled, under two ranks,
+every parameter outside the embedding network and the logged loss.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
+
+
+class _ScaleGradient(torch.autograd.Function):
+    """Identity forward; backward multiplies the incoming gradient by ``factor``."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor, factor: float) -> torch.Tensor:
+        ctx.factor = factor
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad * ctx.factor, None
 
 
 @dataclass(frozen=True)
@@ -38,12 +60,13 @@ class World:
         return positions[self.rank * per_rank : (self.rank + 1) * per_rank]
 
     def gather(self, local: torch.Tensor) -> torch.Tensor:
-        """The whole batch ``(size · B, …)`` in rank order; gradients flow into ``local`` only."""
+        """The whole batch ``(size · B, …)`` in rank order; gradients flow into ``local`` only,
+        times ``size`` so that DDP's average over ranks is their sum (see the module note)."""
         if self.size == 1:
             return local
         parts = [torch.empty_like(local) for _ in range(self.size)]
         dist.all_gather(parts, local.detach().contiguous())
-        parts[self.rank] = local
+        parts[self.rank] = _ScaleGradient.apply(local, float(self.size))
         return torch.cat(parts)
 
     def all_agree(self, flag: bool) -> bool:

@@ -21,6 +21,7 @@ from metriclab.evaluation import embed, evaluate_episodes
 from metriclab.evaluation.episodes import SCORERS
 from metriclab.models import SiameseNet
 from metriclab.plots import plot_curves
+from metriclab.precision import autocast, grad_scaler
 from metriclab.runs import SPLIT, RecordedSplit, split_data
 from metriclab.training.builders import (
     build_augment,
@@ -32,6 +33,7 @@ from metriclab.training.builders import (
 from metriclab.training.distributed import World, init_from_environment, shutdown
 from metriclab.training.metrics_log import MetricsLog, read_metrics
 from metriclab.training.objectives import Objective, build_objective
+from metriclab.training.warmup import warmed_up, warmup_factor
 
 CONFIG = "config.yaml"
 #: The keys ``metriclab train --resume RUN key=value`` may change: how long to train, and how
@@ -162,8 +164,7 @@ class Trainer:
             self.step_loss = DistributedDataParallel(self.step_loss, find_unused_parameters=True)
         self.optimizer = build_optimizer(config, parameters)
         self.scheduler = build_scheduler(config, self.optimizer)
-        self.use_amp = config.train.amp and torch.device(config.train.device).type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.scaler = grad_scaler(config.train.precision)
         self.state = Progress()
         self.step = 0
         self.val_episodes = self._validation_episodes(self.val_data)
@@ -264,7 +265,8 @@ class Trainer:
                         self.step,
                         {
                             "loss": loss.item(),
-                            "lr": self.scheduler.get_last_lr()[0],
+                            "lr": self.scheduler.get_last_lr()[0]
+                            * warmup_factor(self.step + 1, train.warmup),
                             "images_per_s": rate,
                             "val_accuracy": val_accuracy,
                         },
@@ -292,27 +294,40 @@ class Trainer:
         return self.model
 
     def _one_step(self) -> tuple[torch.Tensor, int]:
-        autocast = (
-            torch.autocast("cuda", dtype=torch.float16)
-            if self.use_amp
-            else contextlib.nullcontext()
-        )
-        with autocast:
-            loss, used = self.step_loss(self.step)
-        if not torch.isfinite(loss):
-            return loss.detach(), used
+        """One optimiser step over ``train.accumulate`` batches; their mean loss, images used."""
+        train = self.config.train
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if self.config.train.clip_grad is not None:
+        losses, used = [], 0
+        for part in range(train.accumulate):
+            # Batch index: step t of a run without accumulation draws batch t, as it always did.
+            batch = (self.step - 1) * train.accumulate + part + 1
+            last = part == train.accumulate - 1
+            with self._no_sync(not last), autocast(train.precision, train.device):
+                loss, images = self.step_loss(batch)
+            if not torch.isfinite(loss):
+                return loss.detach(), used + images
+            scaled = loss / train.accumulate if train.accumulate > 1 else loss
+            with self._no_sync(not last):
+                self.scaler.scale(scaled).backward()
+            losses.append(loss.detach().float())
+            used += images
+        if train.clip_grad is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(
                 [p for group in self.optimizer.param_groups for p in group["params"]],
-                self.config.train.clip_grad,
+                train.clip_grad,
             )
-        self.scaler.step(self.optimizer)
+        with warmed_up(self.optimizer, self.step, train.warmup):
+            self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return loss.detach(), used
+        return torch.stack(losses).mean(), used
+
+    def _no_sync(self, skip: bool) -> contextlib.AbstractContextManager[None]:
+        """DDP's ``no_sync`` while accumulating (gradients are all-reduced on the last batch)."""
+        if skip and isinstance(self.step_loss, DistributedDataParallel):
+            return self.step_loss.no_sync()
+        return contextlib.nullcontext()
 
     def _validate_and_keep_best(self) -> float:
         accuracy = self.validate()

@@ -24,6 +24,7 @@ from torch import nn
 from metriclab.config import Config, ConfigError, TrainConfig
 from metriclab.data import ClassTable, LabeledImages, PairSampler, to_float
 from metriclab.data.samplers import ClassDraw
+from metriclab.data.streaming import pixels
 from metriclab.distances import Distance
 from metriclab.losses import LossInput, TrainerValue, build_loss, build_miner, declaration_of
 from metriclab.losses.base import describe
@@ -77,7 +78,8 @@ class Objective(nn.Module):
         Augmentation is drawn for the whole batch (so every rank, and a single process, sees
         the same images); this rank embeds its shard and gathers the rest.
         """
-        batch = self.data.images[torch.from_numpy(positions)]
+        # In memory: rows of one tensor; on disk: those items decoded now (the same arrays).
+        batch = pixels(self.data.images[torch.from_numpy(positions)])
         if self.augment is not None:
             generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
             batch = self.augment(batch, generator)
@@ -86,8 +88,13 @@ class Objective(nn.Module):
         return self.world.gather(model.embedding_net(inputs))
 
     def scaled(self, loss: torch.Tensor) -> torch.Tensor:
-        """Undo DDP's gradient averaging: each rank's backward covers only its own shard."""
-        return loss * self.world.size if self.world.size > 1 else loss
+        """``loss`` unchanged; kept so objectives written against it still work.
+
+        It used to multiply the loss by the world size, which doubled under two ranks the
+        gradient of every parameter outside the embedding network and the logged loss; the
+        gather now corrects the embedding network's share alone (:meth:`World.gather`).
+        """
+        return loss
 
     def loss(self, model: SiameseNet, step: int) -> tuple[torch.Tensor, int]:
         """The loss of ``step`` and the number of images it consumed."""

@@ -5,7 +5,28 @@ from metriclab.config import Config, ConfigError, resolve_config, shipped_config
 
 def test_default_config_is_the_shipped_digits_siamese() -> None:
     assert "digits-siamese" in shipped_configs()
-    assert resolve_config(None, []) == Config().validate()
+    # The shipped file only adds a fixed thread count, which makes the README's figures reproduce.
+    default = Config().validate()
+    default.train.threads = 1
+    assert resolve_config(None, []) == default
+
+
+def test_threads_key_sets_torchs_thread_count() -> None:
+    import torch
+
+    from metriclab.config import apply_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        apply_threads(resolve_config(None, ["train.threads=1"]))
+        assert torch.get_num_threads() == 1
+        apply_threads(resolve_config(None, ["train.threads=0"]))  # 0 leaves it alone
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="train.threads"):
+        resolve_config(None, ["train.threads=-1"])
 
 
 def test_overrides_are_typed() -> None:

@@ -1,14 +1,14 @@
 """A decoded-image cache file, so that the second load of a data set takes milliseconds.
 
-Where it lives (``cache=True``): next to the data — inside the data folder, or beside the zip or
-CSV file — as ``.metriclab-cache-<digest>.npz``; when that folder has no write permission bits
-(read-only, even for root) or writing fails, in the user cache directory
-(``$METRICLAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/metriclab``, else ``~/.cache/metriclab``). ``cache=<folder>`` puts it in that folder; ``cache=False`` turns it off.
+Where it lives (``cache=True``, the default): in the user cache folder — ``$METRICLAB_CACHE_DIR``,
+else ``$XDG_CACHE_HOME/metriclab``, else ``~/.cache/metriclab`` — never in the user's data folder.
+``cache=<folder>`` puts it in that folder; ``cache=False`` turns it off. When the folder cannot be
+written, loading still works (decoded every time) and a warning names the folder.
 
-The file name depends on the request (the sources, the loader and its selection, size, channels,
-inversion); the file holds a content key over every image's id and stamp (size + mtime for files,
-CRC + size for zip members), so touching, editing, adding or removing an image re-decodes. The
-format is a plain ``.npz`` read with ``allow_pickle=False``, written atomically.
+The file name depends on the request (the absolute sources, the loader and its selection, size,
+channels, inversion); the file holds a content key over every image's id and stamp (size + mtime
+for files, CRC + size for zip members), so touching, editing, adding or removing an image
+re-decodes. The format is a plain ``.npz`` read with ``allow_pickle=False``, written atomically.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 import warnings
 import zipfile
 from collections.abc import Sequence
@@ -37,7 +36,8 @@ def _digest(payload: object, length: int = 16) -> str:
 
 
 def user_cache_dir() -> Path:
-    """The shared cache folder used when the data folder cannot be written."""
+    """The cache folder of ``cache=True``: ``$METRICLAB_CACHE_DIR``, else ``$XDG_CACHE_HOME``
+    (the XDG base-directory rule) ``/metriclab``, else ``~/.cache/metriclab``."""
     if os.environ.get("METRICLAB_CACHE_DIR"):
         return Path(os.environ["METRICLAB_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -55,21 +55,16 @@ def content_key(entries: Sequence[ImageEntry], settings: dict[str, object]) -> s
 def cache_files(
     sources: Sequence[Path], request: dict[str, object], cache: bool | str | Path
 ) -> list[tuple[Path, bool]]:
-    """Candidate cache files in lookup order, each with whether it may be written."""
+    """Candidate cache files in lookup order, each with whether it may be written.
+
+    Never a file inside the data: a user's data folder is theirs (and may be shared or synced).
+    """
     if cache is False:
         return []
     absolute = [str(Path(s).resolve()) for s in sources]
-    shared_name = f"{_digest([_FORMAT, absolute, request])}.npz"
-    if cache is not True:
-        return [(Path(cache) / shared_name, True)]
-    anchor = Path(absolute[0])
-    folder = anchor if anchor.is_dir() else anchor.parent
-    # Relative names keep the cache valid when the whole data folder is moved.
-    relative = [os.path.relpath(s, folder) for s in absolute]
-    beside = folder / f".metriclab-cache-{_digest([_FORMAT, relative, request])}.npz"
-    # A folder without write bits is read-only by intent even for root, whom os.access lets write.
-    writable = bool(stat.S_IMODE(folder.stat().st_mode) & 0o222)
-    return [(beside, writable), (user_cache_dir() / shared_name, True)]
+    name = f"{_digest([_FORMAT, absolute, request])}.npz"
+    folder = user_cache_dir() if cache is True else Path(cache)
+    return [(folder / name, True)]
 
 
 def read_cache(path: Path, key: str, count: int) -> torch.Tensor | None:

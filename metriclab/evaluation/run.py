@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from metriclab.atomic import write_text
-from metriclab.config import Config
+from metriclab.config import Config, apply_threads
 from metriclab.data import EpisodeSet, LabeledImages, load_omniglot_runs, tta_views
 from metriclab.evaluation.embed import embed
 from metriclab.evaluation.episodes import EpisodeResult, Scorer, evaluate_episodes, scorer_for
@@ -93,6 +93,7 @@ def evaluate_run(
     """
     run = open_run(run_dir, overrides)
     config, model, test = run.config, run.model, run.data.test
+    apply_threads(config)  # the thread count the run trained with: same sums, same figures
     scorer = run_scorer(config, model)
     sampled = {}
     if config.eval.episodes:

@@ -15,7 +15,14 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from metriclab import checkpoints
-from metriclab.config import Config, ConfigError, apply_overrides, config_from_dict, save_config
+from metriclab.config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    apply_threads,
+    config_from_dict,
+    save_config,
+)
 from metriclab.data import EpisodeSet, LabeledImages
 from metriclab.evaluation import embed, evaluate_episodes
 from metriclab.evaluation.episodes import SCORERS
@@ -357,6 +364,7 @@ def train(
             f"run folder {run_dir} already holds checkpoints; continue it with --resume {run_dir} "
             "or choose another --run-dir"
         )
+    apply_threads(config)
     world = init_from_environment(config.train.device)
     try:
         recorded = RecordedSplit.load(run_dir) if resume else None

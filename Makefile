@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt
 RUN ?= runs/demo
 
-.PHONY: demo test lint setup setup-dev bench clean distclean
+.PHONY: demo check-demo test lint setup setup-dev bench clean distclean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ demo: setup
 	@if [ -d $(RUN) ]; then echo "make demo: replacing the previous demo run $(RUN)"; rm -rf $(RUN); fi
 	$(BIN)/metriclab train --run-dir $(RUN)
 	$(BIN)/metriclab eval $(RUN)
+
+# Reruns the demo in a temporary folder and compares it with the README's table (exit 1 if not).
+check-demo: setup
+	$(BIN)/python scripts/check_demo.py
 
 test: setup-dev
 	$(BIN)/python -m pytest

@@ -7,6 +7,7 @@ so ``metriclab --help`` and ``--version`` answer without loading them.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import time
@@ -191,15 +192,15 @@ def _train(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> None:
     from metriclab.evaluation.run import RESULTS, evaluate_run
 
-    report = evaluate_run(
+    evaluate_run(
         args.run_dir,
         args.json,
         episode_files=args.episodes,
         overrides=args.overrides,
         plots=not args.no_plots,
         progress=not args.no_progress,
+        on_report=lambda report: print(report.table(), flush=True),  # before any file is written
     )
-    print(report.table())
     print(f"results: {args.json or args.run_dir / RESULTS}")
 
 
@@ -344,12 +345,35 @@ def _show_warning(
 ) -> None:
     """A warning about the user's run or data (e.g. a changed split) as one ``warning:`` line;
     any other warning as Python shows it."""
+    from metriclab.checkpoints import DamagedCheckpointWarning
     from metriclab.runs import SplitWarning
 
-    if not issubclass(category, SplitWarning):
+    if not issubclass(category, (SplitWarning, DamagedCheckpointWarning)):
         _PYTHON_SHOW_WARNING(message, category, filename, lineno, file, line)
     elif os.environ.get("RANK", "0") == "0":
         print(f"warning: {message}", file=sys.stderr)
+
+
+#: Advice for an operating-system error that reached the command line without a sentence of ours.
+_OS_ADVICE = {
+    errno.EACCES: "you lack permission there; choose a folder you can write to",
+    errno.EPERM: "you lack permission there; choose a folder you can write to",
+    errno.EROFS: "that file system is read-only; choose a writable folder",
+    errno.EEXIST: "it already exists; remove it or choose another name",
+    errno.ENOENT: "check the path",
+    errno.EISDIR: "it is a folder; give a file",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; check the path",
+    errno.ENOSPC: "the disk is full; free space or choose another folder",
+}
+
+
+def _sentence(failure: BaseException) -> str:
+    """The error as one sentence: a raw ``[Errno N] …`` becomes the path, the reason, the fix."""
+    if not (isinstance(failure, OSError) and str(failure).startswith("[Errno")):
+        return str(failure)
+    where = f"{failure.filename}: " if failure.filename else ""
+    advice = _OS_ADVICE.get(failure.errno or 0, "check the path and its permissions")
+    return f"{where}{(failure.strerror or 'failed').lower()}; {advice}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -359,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = _show_warning
             HANDLERS[args.command](args)
     except (ValueError, OSError, RuntimeError) as failure:
-        print(f"error: {failure}", file=sys.stderr)
+        print(f"error: {_sentence(failure)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

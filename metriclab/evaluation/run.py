@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +84,15 @@ def evaluate_run(
     overrides: list[str] | None = None,
     plots: bool = True,
     progress: bool = True,
+    on_report: Callable[[Report], None] | None = None,
 ) -> Report:
     """Evaluate a trained run on its unseen classes (the test side of its recorded split).
 
     Scores seeded episodes drawn with the ``eval.*`` settings, every episode file of
     ``eval.episode_files`` and ``episode_files``, kNN / retrieval and verification; writes
     ``results.json`` (or ``json_path``, with the split under ``"split"``) and, with ``plots``,
-    ``roc.png`` and ``embeddings.png``.
+    ``roc.png`` and ``embeddings.png``. ``on_report`` (e.g. printing the table) runs before any
+    file is written, so an unwritable run folder does not lose the figures just computed.
     """
     run = open_run(run_dir, overrides)
     config, model, test = run.config, run.model, run.data.test
@@ -115,6 +118,8 @@ def evaluate_run(
         episodes={**report.episodes, **separate},
         views=1 if views is None else len(views),
     )
+    if on_report is not None:
+        on_report(report)
     write_text(json_path or run_dir / RESULTS, results_json(report, run.split_record()) + "\n")
     if plots:
         from metriclab.plots import plot_embedding_map, plot_roc  # matplotlib: only when drawing

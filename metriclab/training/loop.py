@@ -304,8 +304,16 @@ class Trainer:
             if self.use_amp
             else contextlib.nullcontext()
         )
-        with autocast:
-            loss, used = self.step_loss(self.step)
+        try:
+            with autocast:
+                loss, used = self.step_loss(self.step)
+        except ValueError as failure:
+            # A loss refuses NaN / infinite inputs. After an update has been taken, the images are
+            # the same uint8 data as before, so the embeddings overflowed: the weights diverged (a
+            # learning rate far too high). Report that as the non-finite loss, with step and advice.
+            if self.step <= 1 or "NaN" not in str(failure):
+                raise
+            return torch.tensor(float("nan")), 0
         if not torch.isfinite(loss):
             return loss.detach(), used
         self.optimizer.zero_grad(set_to_none=True)
@@ -369,7 +377,7 @@ def train(
     try:
         recorded = RecordedSplit.load(run_dir) if resume else None
         trainer = Trainer(config, run_dir, progress=progress, world=world, split=recorded)
-        newest = checkpoints.latest(run_dir) if resume else None
+        newest = checkpoints.newest_readable(run_dir) if resume else None
         if newest is not None:
             trainer.restore(newest)
             if config.train.steps < trainer.step:

@@ -444,9 +444,53 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
     return values
 
 
+#: Keys a config writes for its own data set (its groups, its published episode files): wrong
+#: for any other data, with the value that works anywhere.
+_DATA_BOUND = {
+    "data.test_groups": "null",
+    "data.val_groups": "null",
+    "train.within_group": "false",
+    "eval.within_group": "false",
+    "eval.episode_files": "null",
+}
+
+
+def _keys_bound_to_other_data(recipe: dict[str, Any], overrides: list[str]) -> list[str]:
+    """``key=value`` overrides a recipe needs once ``data.name`` is overridden to other data:
+    its data-bound keys the overrides leave as the recipe set them."""
+    given = {o.partition("=")[0] for o in overrides}
+    if "data.name" not in given:
+        return []
+    needed = []
+    for key, neutral in _DATA_BOUND.items():
+        section, name = key.split(".")
+        if key not in given and (recipe.get(section) or {}).get(name):
+            needed.append(f"{key}={neutral}")
+    bound_files = any(n.startswith("eval.episode_files=") for n in needed)
+    only_files = not (recipe.get("eval") or {}).get("episodes", 1)  # its only evaluation
+    if bound_files and only_files and "eval.episodes" not in given:
+        needed.append(f"eval.episodes={EvalConfig.episodes}")
+    return needed
+
+
 def resolve_config(source: str | Path | None, overrides: list[str]) -> Config:
-    """Load a config by name or path, apply overrides, validate."""
-    return config_from_dict(apply_overrides(load_config(source), overrides))
+    """Load a config by name or path, apply overrides, validate.
+
+    A shipped recipe pointed at other data (``data.name=...``) must also drop what it wrote for
+    its own data (groups, within-group episodes, published episode files): the error lists each
+    such key with a value that works, rather than failing later on the first one.
+    """
+    recipe = load_config(source)
+    config = config_from_dict(apply_overrides(recipe, overrides))
+    needed = _keys_bound_to_other_data(recipe, overrides)
+    if needed and config.data.name != (recipe.get("data") or {}).get("name"):
+        name = "digits-siamese" if source is None else source
+        raise ConfigError(
+            f"config {name} was written for data.name={recipe['data']['name']}; for "
+            f"data.name={config.data.name} also pass {' '.join(needed)} (its groups and "
+            "episode files belong to its own data)"
+        )
+    return config
 
 
 def apply_threads(config: Config) -> None:

@@ -203,3 +203,25 @@ def test_floats_inside_lists_and_optionals() -> None:
 def test_non_numbers_are_still_refused_for_float_keys(text: str) -> None:
     with pytest.raises(ConfigError, match=rf"config key 'train.lr' must be float, got '{text}'"):
         resolve_config(None, [f"train.lr={text}"])
+
+
+def test_a_recipe_on_other_data_names_every_key_it_bound_to_its_own() -> None:
+    own = ["data.name=image_folder", "data.path=/somewhere"]
+    with pytest.raises(ConfigError) as caught:
+        resolve_config("omniglot-protonet", own)
+    message = str(caught.value)
+    for needed in (
+        "data.test_groups=null",
+        "train.within_group=false",
+        "eval.episode_files=null",
+        "eval.episodes=1000",
+    ):
+        assert needed in message
+    # Passing exactly what the message lists resolves, with nothing of Omniglot's left.
+    listed = message.split("also pass ")[1].split(" (")[0].split()
+    config = resolve_config("omniglot-protonet", [*own, *listed])
+    assert config.data.test_groups is None and not config.train.within_group
+    assert config.eval.episode_files is None and config.eval.episodes == 1000
+    # A recipe with nothing bound to its data, or its own data set, needs nothing more.
+    assert resolve_config(None, own).data.name == "image_folder"
+    assert resolve_config("omniglot-protonet", ["data.name=omniglot"]).data.test_groups

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from metriclab.atomic import write_text
-from metriclab.config import Config, apply_threads
+from metriclab.config import Config, ConfigError, apply_threads
 from metriclab.data import EpisodeSet, LabeledImages, load_omniglot_runs, tta_views
 from metriclab.evaluation.embed import embed
 from metriclab.evaluation.episodes import EpisodeResult, Scorer, evaluate_episodes, scorer_for
@@ -77,6 +77,29 @@ def results_json(report: Report, split: dict[str, Any]) -> str:
     return f'{text[:-1].rstrip()},\n  "split": {entry}\n}}'
 
 
+def check_episodes_fit(config: Config, test: LabeledImages, run_dir: Path) -> None:
+    """Refuse seeded episodes that the smallest unseen class cannot fill, naming the eval key and
+    the largest value that works, as a command to rerun."""
+    k_shot, n_query = config.eval.k_shot, config.eval.n_query
+    counts = torch.bincount(test.labels, minlength=test.num_classes)
+    smallest = int(counts.argmin())
+    have = int(counts[smallest])
+    if have >= k_shot + n_query:
+        return
+    name = test.class_names[smallest]
+    if have - k_shot >= 1:
+        fix = f"rerun as 'metriclab eval {run_dir} eval.n_query={have - k_shot}'"
+    elif have >= 2:
+        fix = f"rerun as 'metriclab eval {run_dir} eval.k_shot={have - 1} eval.n_query=1'"
+    else:
+        fix = "one image cannot be both support and query: add images or leave the class out"
+    raise ConfigError(
+        f"unseen class {name!r} has only {have} image{'s' if have != 1 else ''}, fewer than "
+        f"eval.k_shot + eval.n_query = {k_shot} + {n_query}; {fix} "
+        "(or eval.episodes=0 to skip the seeded episodes)"
+    )
+
+
 def evaluate_run(
     run_dir: Path,
     json_path: Path | None = None,
@@ -100,6 +123,7 @@ def evaluate_run(
     scorer = run_scorer(config, model)
     sampled = {}
     if config.eval.episodes:
+        check_episodes_fit(config, test, run_dir)
         name = f"{config.eval.n_way}-way {config.eval.k_shot}-shot (seeded)"
         sampled[name] = EpisodeSet.sample(
             test, config.eval.n_way, config.eval.k_shot, config.eval.n_query,

@@ -55,6 +55,19 @@ def test_far_target_threshold_and_bad_bundle(run: Path, tmp_path: Path, capsys) 
     assert main(["export", str(run), "-o", str(bundle_dir), "--target-far", "0.01"]) == 0
     manifest = json.loads((bundle_dir / "bundle.json").read_text())
     assert manifest["threshold"]["rule"] == "false accept rate ≤ 0.01"
+    # Measure the rates on the calibration pairs, scored here without export's code.
+    config, model = load_run(run)
+    _, test = build_data(config)
+    first, second, same = next(
+        iter(PairSampler(test.labels, config.eval.pairs, 1, seed=config.eval.seed))
+    )
+    with torch.no_grad():
+        scores = model(to_float(test.images[first]), to_float(test.images[second])).numpy()
+    accepted = scores >= manifest["threshold"]["value"]
+    assert (~same).sum() >= 50 and same.sum() >= 50
+    assert accepted[~same].mean() <= 0.01  # the measured false accept rate meets the target
+    assert accepted[same].mean() == pytest.approx(manifest["threshold"]["tar"])
+    assert accepted[same].mean() > 0  # not the trivial threshold that accepts nothing
     assert main(["verify", str(tmp_path), "x.png", "y.png"]) == 2
     assert "is not a metriclab bundle" in capsys.readouterr().err
 

@@ -473,6 +473,20 @@ def _keys_bound_to_other_data(recipe: dict[str, Any], overrides: list[str]) -> l
     return needed
 
 
+def _name_for_data(config: Config, recipe: dict[str, Any], overrides: list[str]) -> str:
+    """The run name: the recipe's, plus the data when overrides point it elsewhere (so run
+    folders and plot titles do not say "digits" of someone's own images)."""
+    given = {o.partition("=")[0] for o in overrides}
+    if "name" in given or not given & {"data.name", "data.path"}:
+        return config.name
+    data = recipe.get("data") or {}
+    if config.data.name == data.get("name") and config.data.path == data.get("path"):
+        return config.name
+    source = Path(config.data.path[0]).stem if config.data.path else config.data.name
+    label = re.sub(r"[^\w.-]+", "_", source).strip("_") or config.data.name
+    return config.name if label in config.name else f"{config.name}-{label}"
+
+
 def resolve_config(source: str | Path | None, overrides: list[str]) -> Config:
     """Load a config by name or path, apply overrides, validate.
 
@@ -482,6 +496,7 @@ def resolve_config(source: str | Path | None, overrides: list[str]) -> Config:
     """
     recipe = load_config(source)
     config = config_from_dict(apply_overrides(recipe, overrides))
+    config.name = _name_for_data(config, recipe, overrides)
     needed = _keys_bound_to_other_data(recipe, overrides)
     if needed and config.data.name != (recipe.get("data") or {}).get("name"):
         name = "digits-siamese" if source is None else source

@@ -225,3 +225,12 @@ def test_a_recipe_on_other_data_names_every_key_it_bound_to_its_own() -> None:
     # A recipe with nothing bound to its data, or its own data set, needs nothing more.
     assert resolve_config(None, own).data.name == "image_folder"
     assert resolve_config("omniglot-protonet", ["data.name=omniglot"]).data.test_groups
+
+
+def test_the_run_name_follows_the_data() -> None:
+    own = resolve_config(None, ["data.name=image_folder", "data.path=/photos/My Shop/"])
+    assert own.name == "digits-siamese-My_Shop"
+    assert resolve_config(None, ["data.name=image_folder", "data.path=/a", "name=mine"]).name == (
+        "mine"
+    )
+    assert resolve_config(None, ["train.steps=5"]).name == "digits-siamese"

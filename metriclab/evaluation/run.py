@@ -149,9 +149,9 @@ def evaluate_run(
         from metriclab.plots import plot_embedding_map, plot_roc  # matplotlib: only when drawing
 
         v = report.verification
-        plot_roc(v.fpr, v.tpr, v.auc, v.eer, run_dir / "roc.png")
+        plot_roc(v.fpr, v.tpr, v.auc, v.eer, run_dir / "roc.png", title=config.name)
         plot_embedding_map(
             embeddings.vectors.numpy(), embeddings.labels.numpy(), test.class_names,
-            run_dir / "embeddings.png", seed=config.eval.seed,
+            run_dir / "embeddings.png", seed=config.eval.seed, title=config.name,
         )  # fmt: skip
     return report

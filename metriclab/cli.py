@@ -381,6 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():  # restores warnings.showwarning afterwards
             warnings.showwarning = _show_warning
+            # metriclab's own TorchScript export / load: torch's notice that it plans to retire
+            # TorchScript is for metriclab's developers, not for the person running a command.
+            warnings.filterwarnings(
+                "ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning
+            )
             HANDLERS[args.command](args)
     except (ValueError, OSError, RuntimeError) as failure:
         print(f"error: {_sentence(failure)}", file=sys.stderr)

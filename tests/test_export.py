@@ -189,3 +189,26 @@ def test_format_1_distance_records_still_load(run: Path, tmp_path: Path) -> None
     loaded = Bundle.load(bundle_dir)
     assert loaded.views is None and loaded.split is None
     torch.testing.assert_close(loaded.distance.weight, new.distance.weight, rtol=1e-6, atol=1e-7)
+
+
+def test_export_verify_and_index_print_no_torch_warnings(run: Path, tmp_path: Path) -> None:
+    """torch's TorchScript deprecation and tracer notices are not the user's business."""
+    config, _ = load_run(run)
+    _, test = build_data(config)
+    a = _png(tmp_path / "a.png", test.images[0])
+    bundle_dir, gallery = tmp_path / "bundle", tmp_path / "gallery.index"
+    for argv in (
+        ["export", str(run), "-o", str(bundle_dir)],
+        ["verify", str(bundle_dir), str(a), str(a)],
+        ["index", "build", str(bundle_dir), "-o", str(gallery)],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "metriclab", *argv],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            # as a user runs it: Python's default filters (DeprecationWarning hidden)
+            env={k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"},
+        )
+        assert done.returncode == 0, done.stderr
+        assert "Warning" not in done.stderr, done.stderr

@@ -72,7 +72,8 @@ class EmbeddingNet(nn.Module):
             )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        self.check_images(images)
+        if not torch.jit.is_tracing():  # a trace (export) records shapes, not Python checks
+            self.check_images(images)
         embeddings = self.head(self.backbone(images).flatten(1))
         if self.sigmoid:
             embeddings = torch.sigmoid(embeddings)

@@ -346,9 +346,10 @@ def _show_warning(
     """A warning about the user's run or data (e.g. a changed split) as one ``warning:`` line;
     any other warning as Python shows it."""
     from metriclab.checkpoints import DamagedCheckpointWarning
+    from metriclab.data.cache import ResizeWarning
     from metriclab.runs import SplitWarning
 
-    if not issubclass(category, (SplitWarning, DamagedCheckpointWarning)):
+    if not issubclass(category, (SplitWarning, DamagedCheckpointWarning, ResizeWarning)):
         _PYTHON_SHOW_WARNING(message, category, filename, lineno, file, line)
     elif os.environ.get("RANK", "0") == "0":
         print(f"warning: {message}", file=sys.stderr)

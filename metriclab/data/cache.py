@@ -14,6 +14,7 @@ re-decodes. The format is a plain ``.npz`` read with ``allow_pickle=False``, wri
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import warnings
@@ -23,11 +24,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from metriclab.atomic import atomic_write
 from metriclab.data.decode import ImageEntry, decode_entries
 
 _FORMAT = 1
+#: Resizing by more than this factor (either way) is said out loud: it is rarely what was meant.
+FAR_RESIZE = 4.0
+
+
+class ResizeWarning(UserWarning):
+    """Images are decoded at a size far from their native size."""
 
 
 def _digest(payload: object, length: int = 16) -> str:
@@ -93,6 +101,40 @@ def write_cache(path: Path, key: str, images: torch.Tensor) -> bool:
     return True
 
 
+def native_size(entry: ImageEntry) -> tuple[int, int] | None:
+    """``(width, height)`` of one image from its header (no decoding), or None if unreadable."""
+    try:
+        if entry.member is None:
+            with Image.open(entry.file) as image:
+                return image.size
+        with (
+            zipfile.ZipFile(entry.file) as archive,
+            Image.open(io.BytesIO(archive.read(entry.member))) as image,
+        ):
+            return image.size
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return None  # the decoder names unreadable files itself
+
+
+def warn_far_resize(entries: Sequence[ImageEntry], size: int | None) -> None:
+    """Warn (:class:`ResizeWarning`) when the first image is resized by more than
+    :data:`FAR_RESIZE` times, e.g. 105 px photos shrunk to the digits default's 16 px."""
+    if size is None or not entries:
+        return
+    native = native_size(entries[0])
+    if native is None:
+        return
+    factor = max(native) / size
+    if factor > FAR_RESIZE or factor < 1 / FAR_RESIZE:
+        warnings.warn(
+            f"images such as {entries[0].origin} are {native[0]}×{native[1]} px and are resized "
+            f"to {size}×{size}; if that loses (or invents) detail, set the size (data.size in a "
+            f"config) nearer {max(native)}",
+            ResizeWarning,
+            stacklevel=3,
+        )
+
+
 def cached_decode(
     entries: list[ImageEntry],
     sources: Sequence[Path],
@@ -106,6 +148,7 @@ def cached_decode(
 ) -> torch.Tensor:
     """:func:`decode_entries` behind the cache: uint8 ``(N, C, H, W)`` in the order of ``entries``."""
     settings = {"size": size, "channels": channels, "invert": invert}
+    warn_far_resize(entries, size)
     key = content_key(entries, settings)
     candidates = cache_files(sources, {**request, **settings}, cache)
     for path, _ in candidates:

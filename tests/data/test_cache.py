@@ -197,3 +197,25 @@ def test_image_folder_uses_the_cache_too(tmp_path: Path, decodes: list[int]) -> 
     first = image_folder(tmp_path / "data", channels=1, progress=False)
     second = image_folder(tmp_path / "data", channels=1, progress=False)
     assert len(decodes) == 1 and torch.equal(first.images, second.images)
+
+
+@pytest.mark.parametrize(
+    ("native", "size", "warned"), [(105, 16, True), (105, 28, False), (8, 64, True), (8, 16, False)]
+)
+def test_a_far_resize_is_said(
+    tmp_path: Path, decodes: list[int], native: int, size: int, warned: bool
+) -> None:
+    import warnings
+
+    from PIL import Image
+
+    for name in ("a", "b"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        Image.new("L", (native, native), 128).save(tmp_path / "data" / name / "0.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image_folder(tmp_path / "data", size=size, channels=1, progress=False)
+    resize = [w for w in caught if issubclass(w.category, cache_module.ResizeWarning)]
+    assert len(resize) == int(warned)
+    if warned:
+        assert f"{native}×{native} px and are resized to {size}×{size}" in str(resize[0].message)

@@ -1,8 +1,13 @@
-"""The ``metriclab`` command line: train, eval, episodes, index, export, verify, configs."""
+"""The ``metriclab`` command line: train, eval, episodes, index, export, verify, configs.
+
+Heavy modules (torch, faiss, the config's registries) are imported inside the command functions,
+so ``metriclab --help`` and ``--version`` answer without loading them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import time
@@ -10,15 +15,28 @@ import warnings
 from pathlib import Path
 from typing import TextIO
 
-from metriclab.config import resolve_config
-
 _PYTHON_SHOW_WARNING = warnings.showwarning
+RUN_DIR_HELP = (
+    "a run folder made by 'metriclab train' (holds config.yaml, split.json, checkpoints/)"
+)
+BUNDLE_HELP = "a bundle folder made by 'metriclab export RUN_DIR -o BUNDLE'"
+
+
+def _version() -> str:
+    """The package version, read without importing torch (``metriclab/__init__`` may)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("metriclab")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metriclab", description="Metric learning and few-shot evaluation."
     )
+    parser.add_argument("--version", action="version", version=f"metriclab {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a model; leaves a run folder")
@@ -40,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     evaluate = commands.add_parser("eval", help="evaluate a run on its unseen classes")
-    evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_DIR_HELP)
     evaluate.add_argument(
         "--episodes", type=Path, action="append", default=[], metavar="FILE",
         help="also score this episode file (repeat for several), e.g. episodes/digits-5way-1shot.jsonl",
@@ -58,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("configs", help="list the configs shipped with metriclab")
 
     export = commands.add_parser("export", help="export a run as a deployable verifier bundle")
-    export.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_DIR_HELP)
     export.add_argument("-o", "--output", type=Path, required=True, help="bundle folder")
     export.add_argument(
         "--target-far",
@@ -73,9 +91,9 @@ def _parser() -> argparse.ArgumentParser:
         "embedding B), the Siamese logit (higher: more alike); 'same' when the score reaches "
         "the bundle's calibrated threshold. Exit status 0: same, 1: different, 2: error.",
     )
-    verify.add_argument("bundle", type=Path, metavar="BUNDLE")
-    verify.add_argument("first", type=Path, metavar="IMAGE_A")
-    verify.add_argument("second", type=Path, metavar="IMAGE_B")
+    verify.add_argument("bundle", type=Path, metavar="BUNDLE", help=BUNDLE_HELP)
+    verify.add_argument("first", type=Path, metavar="IMAGE_A", help="the first image file")
+    verify.add_argument("second", type=Path, metavar="IMAGE_B", help="the second image file")
     _add_backend(verify)
     _add_episodes(commands)
     _add_index(commands)
@@ -87,14 +105,26 @@ def _add_index(commands: argparse._SubParsersAction) -> None:
     index = commands.add_parser("index", help="build and query a FAISS gallery with a bundle")
     actions = index.add_subparsers(dest="index_command", required=True)
     build = actions.add_parser("build", help="embed a data split with a bundle and index it")
-    build.add_argument("bundle", type=Path, metavar="BUNDLE", help="made by 'metriclab export'")
+    build.add_argument("bundle", type=Path, metavar="BUNDLE", help=BUNDLE_HELP)
     build.add_argument("-o", "--output", type=Path, required=True, help="index file to write")
-    build.add_argument("--split", choices=("test", "train", "all"), default="test")
-    build.add_argument("--kind", choices=("flat", "ivf", "hnsw"), default="flat")
+    build.add_argument(
+        "--split", choices=("test", "train", "all"), default="test",
+        help="which classes of the run's recorded split to index: the unseen test classes "
+        "(default), the training classes, or all",
+    )  # fmt: skip
+    build.add_argument(
+        "--kind", choices=("flat", "ivf", "hnsw"), default="flat",
+        help="FAISS index: flat (exact, default), ivf (inverted lists, approximate, for large "
+        "galleries) or hnsw (graph, approximate, fast queries)",
+    )  # fmt: skip
     build.add_argument("overrides", nargs="*", metavar="key=value", help="data.* overrides")
     query = actions.add_parser("query", help="the nearest gallery items of images")
-    query.add_argument("index", type=Path, metavar="INDEX")
-    query.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+    query.add_argument(
+        "index", type=Path, metavar="INDEX", help="an index file made by 'metriclab index build'"
+    )
+    query.add_argument(
+        "images", type=Path, nargs="+", metavar="IMAGE", help="image files to look up"
+    )
     query.add_argument("-k", type=int, default=5, help="neighbours per image (default 5)")
 
 
@@ -111,7 +141,10 @@ def _add_episodes(commands: argparse._SubParsersAction) -> None:
     make.add_argument(
         "--config", help="a shipped config name or a YAML file (default: digits-siamese)"
     )
-    make.add_argument("--split", choices=("test", "train"), default="test")
+    make.add_argument(
+        "--split", choices=("test", "train"), default="test",
+        help="draw from the config's unseen test classes (default) or its training classes",
+    )  # fmt: skip
     for flag, help_text in (
         ("--n-way", "classes per episode (default: the config's eval.n_way)"),
         ("--k-shot", "support items per class (default: eval.k_shot)"),
@@ -128,7 +161,7 @@ def _add_episodes(commands: argparse._SubParsersAction) -> None:
         "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.size=28"
     )
     show = actions.add_parser("show", help="summarise an episode file")
-    show.add_argument("file", type=Path, metavar="FILE")
+    show.add_argument("file", type=Path, metavar="FILE", help="an episode file (.jsonl)")
     runs = actions.add_parser(
         "import-omniglot-runs", help="turn an Omniglot one-shot runs folder into an episode file"
     )
@@ -156,6 +189,8 @@ def _train(args: argparse.Namespace) -> None:
         )
         _say(f"run folder: {args.resume}")
         return
+    from metriclab.config import resolve_config
+
     config = resolve_config(args.config, args.overrides)
     run_dir = args.run_dir or Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     training.train(config, run_dir, progress=not args.no_progress)
@@ -165,15 +200,15 @@ def _train(args: argparse.Namespace) -> None:
 def _eval(args: argparse.Namespace) -> None:
     from metriclab.evaluation.run import RESULTS, evaluate_run
 
-    report = evaluate_run(
+    evaluate_run(
         args.run_dir,
         args.json,
         episode_files=args.episodes,
         overrides=args.overrides,
         plots=not args.no_plots,
         progress=not args.no_progress,
+        on_report=lambda report: print(report.table(), flush=True),  # before any file is written
     )
-    print(report.table())
     print(f"results: {args.json or args.run_dir / RESULTS}")
 
 
@@ -181,6 +216,7 @@ def _episodes_make(args: argparse.Namespace) -> None:
     import dataclasses
 
     from metriclab.assemble import build_data
+    from metriclab.config import resolve_config
     from metriclab.data import EpisodeSet
 
     config = resolve_config(args.config, args.overrides)
@@ -348,12 +384,36 @@ def _show_warning(
 ) -> None:
     """A warning about the user's run or data (e.g. a changed split) as one ``warning:`` line;
     any other warning as Python shows it."""
+    from metriclab.checkpoints import DamagedCheckpointWarning
+    from metriclab.data.cache import ResizeWarning
     from metriclab.runs import SplitWarning
 
-    if not issubclass(category, SplitWarning):
+    if not issubclass(category, (SplitWarning, DamagedCheckpointWarning, ResizeWarning)):
         _PYTHON_SHOW_WARNING(message, category, filename, lineno, file, line)
     elif os.environ.get("RANK", "0") == "0":
         print(f"warning: {message}", file=sys.stderr)
+
+
+#: Advice for an operating-system error that reached the command line without a sentence of ours.
+_OS_ADVICE = {
+    errno.EACCES: "you lack permission there; choose a folder you can write to",
+    errno.EPERM: "you lack permission there; choose a folder you can write to",
+    errno.EROFS: "that file system is read-only; choose a writable folder",
+    errno.EEXIST: "it already exists; remove it or choose another name",
+    errno.ENOENT: "check the path",
+    errno.EISDIR: "it is a folder; give a file",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; check the path",
+    errno.ENOSPC: "the disk is full; free space or choose another folder",
+}
+
+
+def _sentence(failure: BaseException) -> str:
+    """The error as one sentence: a raw ``[Errno N] …`` becomes the path, the reason, the fix."""
+    if not (isinstance(failure, OSError) and str(failure).startswith("[Errno")):
+        return str(failure)
+    where = f"{failure.filename}: " if failure.filename else ""
+    advice = _OS_ADVICE.get(failure.errno or 0, "check the path and its permissions")
+    return f"{where}{(failure.strerror or 'failed').lower()}; {advice}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -361,9 +421,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():  # restores warnings.showwarning afterwards
             warnings.showwarning = _show_warning
+            # metriclab's own TorchScript export / load: torch's notice that it plans to retire
+            # TorchScript is for metriclab's developers, not for the person running a command.
+            warnings.filterwarnings(
+                "ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning
+            )
             code = HANDLERS[args.command](args)
     except (ValueError, OSError, RuntimeError) as failure:
-        print(f"error: {failure}", file=sys.stderr)
+        print(f"error: {_sentence(failure)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

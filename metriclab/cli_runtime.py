@@ -24,7 +24,9 @@ def add_parsers(
 ) -> None:
     """Add ``embed``, ``gallery`` and ``identify`` to the ``metriclab`` parser."""
     embed = commands.add_parser("embed", help="write the embeddings of images to a .npz file")
-    embed.add_argument("bundle", type=Path, metavar="BUNDLE")
+    embed.add_argument(
+        "bundle", type=Path, metavar="BUNDLE", help="a bundle folder written by 'metriclab export'"
+    )
     embed.add_argument(
         "sources", type=Path, nargs="+", metavar="FOLDER|CSV|IMAGE",
         help="a folder (of class folders, or of images), a path,label CSV, or image files",
@@ -40,10 +42,22 @@ def add_parsers(
         "the best match is farther than the open-set threshold), the best candidate class and its "
         "distance (smaller is closer).",
     )  # fmt: skip
-    identify.add_argument("gallery", type=Path, metavar="GALLERY")
-    identify.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+    identify.add_argument(
+        "gallery",
+        type=Path,
+        metavar="GALLERY",
+        help="a gallery folder written by 'metriclab gallery create'",
+    )
+    identify.add_argument(
+        "images", type=Path, nargs="+", metavar="IMAGE", help="image files to identify"
+    )
     identify.add_argument("-k", type=int, default=5, help="neighbours that vote (--rule vote)")
-    identify.add_argument("--rule", choices=("nearest", "vote", "prototype"), default="nearest")
+    identify.add_argument(
+        "--rule",
+        choices=("nearest", "vote", "prototype"),
+        default="nearest",
+        help="nearest item (default), a vote of the -k nearest, or the nearest class mean",
+    )
     identify.add_argument(
         "--threshold", default="auto", metavar="auto|bundle|gallery|none|DISTANCE",
         help="open-set threshold: the gallery's calibration if any, else the bundle's (auto); "
@@ -62,32 +76,68 @@ def _add_gallery(
     gallery = commands.add_parser("gallery", help="enrol your own classes for 'identify'")
     actions = gallery.add_subparsers(dest="gallery_command", required=True)
     create = actions.add_parser("create", help="embed a folder or CSV of classes into a gallery")
-    create.add_argument("bundle", type=Path, metavar="BUNDLE")
-    create.add_argument("sources", type=Path, nargs="+", metavar="FOLDER|CSV|IMAGE")
+    create.add_argument(
+        "bundle", type=Path, metavar="BUNDLE", help="a bundle folder written by 'metriclab export'"
+    )
+    create.add_argument(
+        "sources",
+        type=Path,
+        nargs="+",
+        metavar="FOLDER|CSV|IMAGE",
+        help="a folder of class folders, a path,label CSV, or image files",
+    )
     create.add_argument("-o", "--output", type=Path, required=True, help="gallery folder")
     create.add_argument("--class", dest="label", metavar="NAME", help="class of image files")
     create.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_backend(create)
     add = actions.add_parser("add", help="enrol more images (incremental)")
-    add.add_argument("gallery", type=Path, metavar="GALLERY")
-    add.add_argument("sources", type=Path, nargs="+", metavar="FOLDER|CSV|IMAGE")
+    add.add_argument(
+        "gallery",
+        type=Path,
+        metavar="GALLERY",
+        help="a gallery folder written by 'metriclab gallery create'",
+    )
+    add.add_argument(
+        "sources",
+        type=Path,
+        nargs="+",
+        metavar="FOLDER|CSV|IMAGE",
+        help="a folder of class folders, a path,label CSV, or image files",
+    )
     add.add_argument("--class", dest="label", metavar="NAME", help="class of image files")
     add.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_backend(add)
     remove = actions.add_parser("remove", help="remove a class or an item")
-    remove.add_argument("gallery", type=Path, metavar="GALLERY")
+    remove.add_argument(
+        "gallery",
+        type=Path,
+        metavar="GALLERY",
+        help="a gallery folder written by 'metriclab gallery create'",
+    )
     which = remove.add_mutually_exclusive_group(required=True)
-    which.add_argument("--class", dest="label", metavar="NAME")
-    which.add_argument("--item", metavar="ID")
+    which.add_argument(
+        "--class", dest="label", metavar="NAME", help="remove every item of this class"
+    )
+    which.add_argument("--item", metavar="ID", help="remove the item with this id")
     add_backend(remove)
     calibrate = actions.add_parser(
         "calibrate", help="set the gallery's open-set threshold, leave-one-class-out"
     )
-    calibrate.add_argument("gallery", type=Path, metavar="GALLERY")
+    calibrate.add_argument(
+        "gallery",
+        type=Path,
+        metavar="GALLERY",
+        help="a gallery folder written by 'metriclab gallery create'",
+    )
     calibrate.add_argument("--far", type=float, default=0.01, help="target false-alarm rate")
     add_backend(calibrate)
     info = actions.add_parser("info", help="summarise a gallery")
-    info.add_argument("gallery", type=Path, metavar="GALLERY")
+    info.add_argument(
+        "gallery",
+        type=Path,
+        metavar="GALLERY",
+        help="a gallery folder written by 'metriclab gallery create'",
+    )
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_backend(info)
 

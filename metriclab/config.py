@@ -100,6 +100,10 @@ class TrainConfig:
     that many batches (drawn as consecutive batches, each loss divided by ``accumulate``).
     ``warmup``: the learning rate rises linearly over the first ``warmup`` steps
     (``lr · t / warmup`` at step ``t``, Goyal et al. 2017), on top of ``schedule``.
+
+    ``threads`` is torch's CPU thread count for training and evaluation (0: torch's default, one
+    per core). Float sums are ordered by thread, so a fixed count makes figures reproduce on any
+    machine; the digits default fixes 1.
     """
 
     objective: str = "siamese"
@@ -135,6 +139,7 @@ class TrainConfig:
     val_episodes: int = 200
     patience: int = 0
     log_every: int = 10
+    threads: int = 0
 
 
 @dataclass
@@ -214,6 +219,7 @@ class Config:
             "eval.episodes": self.eval.episodes,
             "train.validate_every": self.train.validate_every,
             "train.patience": self.train.patience,
+            "train.threads": self.train.threads,
         }.items():
             if value < 0:
                 raise ConfigError(f"{key} must be 0 (off) or positive, got {value}")
@@ -490,9 +496,76 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
     return values
 
 
+#: Keys a config writes for its own data set (its groups, its published episode files): wrong
+#: for any other data, with the value that works anywhere.
+_DATA_BOUND = {
+    "data.test_groups": "null",
+    "data.val_groups": "null",
+    "train.within_group": "false",
+    "eval.within_group": "false",
+    "eval.episode_files": "null",
+}
+
+
+def _keys_bound_to_other_data(recipe: dict[str, Any], overrides: list[str]) -> list[str]:
+    """``key=value`` overrides a recipe needs once ``data.name`` is overridden to other data:
+    its data-bound keys the overrides leave as the recipe set them."""
+    given = {o.partition("=")[0] for o in overrides}
+    if "data.name" not in given:
+        return []
+    needed = []
+    for key, neutral in _DATA_BOUND.items():
+        section, name = key.split(".")
+        if key not in given and (recipe.get(section) or {}).get(name):
+            needed.append(f"{key}={neutral}")
+    bound_files = any(n.startswith("eval.episode_files=") for n in needed)
+    only_files = not (recipe.get("eval") or {}).get("episodes", 1)  # its only evaluation
+    if bound_files and only_files and "eval.episodes" not in given:
+        needed.append(f"eval.episodes={EvalConfig.episodes}")
+    return needed
+
+
+def _name_for_data(config: Config, recipe: dict[str, Any], overrides: list[str]) -> str:
+    """The run name: the recipe's, plus the data when overrides point it elsewhere (so run
+    folders and plot titles do not say "digits" of someone's own images)."""
+    given = {o.partition("=")[0] for o in overrides}
+    if "name" in given or not given & {"data.name", "data.path"}:
+        return config.name
+    data = recipe.get("data") or {}
+    if config.data.name == data.get("name") and config.data.path == data.get("path"):
+        return config.name
+    source = Path(config.data.path[0]).stem if config.data.path else config.data.name
+    label = re.sub(r"[^\w.-]+", "_", source).strip("_") or config.data.name
+    return config.name if label in config.name else f"{config.name}-{label}"
+
+
 def resolve_config(source: str | Path | None, overrides: list[str]) -> Config:
-    """Load a config by name or path, apply overrides, validate."""
-    return config_from_dict(apply_overrides(load_config(source), overrides))
+    """Load a config by name or path, apply overrides, validate.
+
+    A shipped recipe pointed at other data (``data.name=...``) must also drop what it wrote for
+    its own data (groups, within-group episodes, published episode files): the error lists each
+    such key with a value that works, rather than failing later on the first one.
+    """
+    recipe = load_config(source)
+    config = config_from_dict(apply_overrides(recipe, overrides))
+    config.name = _name_for_data(config, recipe, overrides)
+    needed = _keys_bound_to_other_data(recipe, overrides)
+    if needed and config.data.name != (recipe.get("data") or {}).get("name"):
+        name = "digits-siamese" if source is None else source
+        raise ConfigError(
+            f"config {name} was written for data.name={recipe['data']['name']}; for "
+            f"data.name={config.data.name} also pass {' '.join(needed)} (its groups and "
+            "episode files belong to its own data)"
+        )
+    return config
+
+
+def apply_threads(config: Config) -> None:
+    """Set torch's CPU thread count to ``train.threads`` (0 leaves torch's default)."""
+    if config.train.threads:
+        import torch
+
+        torch.set_num_threads(config.train.threads)
 
 
 def save_config(config: Config, path: str | Path) -> None:

@@ -43,6 +43,16 @@ FaissMetric = Literal["l1", "l2", "inner_product", "linf"]
 
 
 def _check_pair(a: torch.Tensor, b: torch.Tensor, aligned: bool) -> None:
+    for name, x in (("a", a), ("b", b)):
+        if not isinstance(x, torch.Tensor):
+            fix = "torch.from_numpy(x)" if isinstance(x, np.ndarray) else "torch.as_tensor(x)"
+            raise TypeError(
+                f"distances take torch tensors, got {type(x).__name__} for {name}; wrap it: {fix}"
+            )
+        if not x.is_floating_point():
+            raise TypeError(
+                f"distances take float embeddings, got {x.dtype} for {name}; convert with .float()"
+            )
     if a.ndim < 2 or b.ndim < 2:
         raise ValueError(
             f"embeddings must be (..., N, D), got shapes {tuple(a.shape)} and {tuple(b.shape)}"
@@ -69,11 +79,17 @@ class Distance(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         _check_pair(a, b, aligned=True)
+        self.check_dim(a.shape[-1])
         return self.pairwise(a, b)
 
     def matrix(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         _check_pair(a, b, aligned=False)
+        self.check_dim(a.shape[-1])
         return self.all_pairs(a, b)
+
+    def check_dim(self, dim: int) -> None:
+        """Raise ``ValueError`` if this distance cannot compare ``dim``-d embeddings (any ``dim``
+        by default; distances with per-dimension parameters override it)."""
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -178,12 +194,17 @@ class WeightedL1(Distance):
         """The non-negative weights ``w``, shape ``(D,)``."""
         return F.softplus(self.raw_weight)
 
+    def check_dim(self, dim: int) -> None:
+        built = self.raw_weight.shape[0]
+        if dim != built:
+            raise ValueError(
+                f"WeightedL1 was built for {built}-d embeddings, got {dim}-d ones; build it as "
+                f"WeightedL1({dim}) (the embedding net's dim)"
+            )
+
     def scale(self, x: torch.Tensor) -> torch.Tensor:
         """``w ⊙ x``: vectors on which plain L1 equals this distance, shape unchanged."""
-        if x.shape[-1] != self.raw_weight.shape[0]:
-            raise ValueError(
-                f"WeightedL1 was built for dimension {self.raw_weight.shape[0]}, got {x.shape[-1]}"
-            )
+        self.check_dim(x.shape[-1])
         return x * self.weight
 
     def pairwise(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -22,9 +22,14 @@ def test_train_then_eval_end_to_end(tmp_path, capsys) -> None:
     assert "5-way 1-shot (seeded) accuracy" in out and "ROC AUC" in out
     results = json.loads((run / "results.json").read_text())
     seeded = results["episodes"]["5-way 1-shot (seeded)"]
-    assert seeded["episodes"] == 50 and 0.0 <= seeded["accuracy"] <= 1.0
-    assert results["episodes"]["digits-5way-1shot"]["episodes"] == 1000
-    assert 0.0 <= results["verification"]["auc"] <= 1.0
+    # Above chance (20 %, AUC 0.5) by more than the noise: a model or scorer that lost the
+    # labels (constant embeddings, shuffled support) stays at chance. These 20 steps score about
+    # 31.4 % and 31.8 %, AUC 0.54; the run is deterministic (train.threads=1).
+    assert seeded["episodes"] == 50 and seeded["accuracy"] - seeded["ci95"] > 0.22
+    published_result = results["episodes"]["digits-5way-1shot"]
+    assert published_result["episodes"] == 1000
+    assert published_result["accuracy"] - published_result["ci95"] > 0.22
+    assert 0.5 < results["verification"]["auc"] <= 1.0
     for figure in ("curves.png", "roc.png", "embeddings.png"):
         assert (run / figure).read_bytes().startswith(b"\x89PNG")
     assert results["data"]["views"] == 1

@@ -5,7 +5,28 @@ from metriclab.config import Config, ConfigError, resolve_config, shipped_config
 
 def test_default_config_is_the_shipped_digits_siamese() -> None:
     assert "digits-siamese" in shipped_configs()
-    assert resolve_config(None, []) == Config().validate()
+    # The shipped file only adds a fixed thread count, which makes the README's figures reproduce.
+    default = Config().validate()
+    default.train.threads = 1
+    assert resolve_config(None, []) == default
+
+
+def test_threads_key_sets_torchs_thread_count() -> None:
+    import torch
+
+    from metriclab.config import apply_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        apply_threads(resolve_config(None, ["train.threads=1"]))
+        assert torch.get_num_threads() == 1
+        apply_threads(resolve_config(None, ["train.threads=0"]))  # 0 leaves it alone
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="train.threads"):
+        resolve_config(None, ["train.threads=-1"])
 
 
 def test_overrides_are_typed() -> None:
@@ -182,3 +203,34 @@ def test_floats_inside_lists_and_optionals() -> None:
 def test_non_numbers_are_still_refused_for_float_keys(text: str) -> None:
     with pytest.raises(ConfigError, match=rf"config key 'train.lr' must be float, got '{text}'"):
         resolve_config(None, [f"train.lr={text}"])
+
+
+def test_a_recipe_on_other_data_names_every_key_it_bound_to_its_own() -> None:
+    own = ["data.name=image_folder", "data.path=/somewhere"]
+    with pytest.raises(ConfigError) as caught:
+        resolve_config("omniglot-protonet", own)
+    message = str(caught.value)
+    for needed in (
+        "data.test_groups=null",
+        "train.within_group=false",
+        "eval.episode_files=null",
+        "eval.episodes=1000",
+    ):
+        assert needed in message
+    # Passing exactly what the message lists resolves, with nothing of Omniglot's left.
+    listed = message.split("also pass ")[1].split(" (")[0].split()
+    config = resolve_config("omniglot-protonet", [*own, *listed])
+    assert config.data.test_groups is None and not config.train.within_group
+    assert config.eval.episode_files is None and config.eval.episodes == 1000
+    # A recipe with nothing bound to its data, or its own data set, needs nothing more.
+    assert resolve_config(None, own).data.name == "image_folder"
+    assert resolve_config("omniglot-protonet", ["data.name=omniglot"]).data.test_groups
+
+
+def test_the_run_name_follows_the_data() -> None:
+    own = resolve_config(None, ["data.name=image_folder", "data.path=/photos/My Shop/"])
+    assert own.name == "digits-siamese-My_Shop"
+    assert resolve_config(None, ["data.name=image_folder", "data.path=/a", "name=mine"]).name == (
+        "mine"
+    )
+    assert resolve_config(None, ["train.steps=5"]).name == "digits-siamese"

@@ -218,3 +218,19 @@ def test_weighted_l1_trains_through_a_pml_loss() -> None:
     loss = ContrastiveLoss(distance=pml)
     loss(torch.randn(8, 4), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])).backward()
     assert weighted.raw_weight.grad is not None and weighted.raw_weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("form", ["aligned", "matrix"])
+def test_bad_inputs_name_the_fix(form: str) -> None:
+    a = torch.rand(3, 8)
+
+    def call(distance, x, y):
+        return distance(x, y) if form == "aligned" else distance.matrix(x, y)
+
+    with pytest.raises(TypeError, match=r"got ndarray for a; wrap it: torch\.from_numpy"):
+        call(L2(), a.numpy(), a)
+    with pytest.raises(TypeError, match=r"float embeddings, got torch\.int64 for b"):
+        call(L2(), a, torch.ones(3, 8, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"built for 64-d embeddings, got 8-d .*WeightedL1\(8\)"):
+        call(WeightedL1(64), a, a)
+    assert call(WeightedL1(8), a, a).shape == ((3,) if form == "aligned" else (3, 3))

@@ -55,6 +55,19 @@ def test_far_target_threshold_and_bad_bundle(run: Path, tmp_path: Path, capsys) 
     assert main(["export", str(run), "-o", str(bundle_dir), "--target-far", "0.01"]) == 0
     manifest = json.loads((bundle_dir / "bundle.json").read_text())
     assert manifest["threshold"]["rule"] == "false accept rate ≤ 0.01"
+    # Measure the rates on the calibration pairs, scored here without export's code.
+    config, model = load_run(run)
+    _, test = build_data(config)
+    first, second, same = next(
+        iter(PairSampler(test.labels, config.eval.pairs, 1, seed=config.eval.seed))
+    )
+    with torch.no_grad():
+        scores = model(to_float(test.images[first]), to_float(test.images[second])).numpy()
+    accepted = scores >= manifest["threshold"]["value"]
+    assert (~same).sum() >= 50 and same.sum() >= 50
+    assert accepted[~same].mean() <= 0.01  # the measured false accept rate meets the target
+    assert accepted[same].mean() == pytest.approx(manifest["threshold"]["tar"])
+    assert accepted[same].mean() > 0  # not the trivial threshold that accepts nothing
     assert main(["verify", str(tmp_path), "x.png", "y.png"]) == 2
     assert "is not a metriclab bundle" in capsys.readouterr().err
 
@@ -203,3 +216,26 @@ def test_bundle_records_onnx_open_set_threshold_and_dir(run: Path, tmp_path: Pat
     report = open_set["test"]
     assert set(report["dir_at_far"]) == {"0.001", "0.01", "0.1"}
     assert all(0.0 <= v <= report["rank1"] for v in report["dir_at_far"].values())
+
+
+def test_export_verify_and_index_print_no_torch_warnings(run: Path, tmp_path: Path) -> None:
+    """torch's TorchScript deprecation and tracer notices are not the user's business."""
+    config, _ = load_run(run)
+    _, test = build_data(config)
+    a = _png(tmp_path / "a.png", test.images[0])
+    bundle_dir, gallery = tmp_path / "bundle", tmp_path / "gallery.index"
+    for argv in (
+        ["export", str(run), "-o", str(bundle_dir)],
+        ["verify", str(bundle_dir), str(a), str(a)],
+        ["index", "build", str(bundle_dir), "-o", str(gallery)],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "metriclab", *argv],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            # as a user runs it: Python's default filters (DeprecationWarning hidden)
+            env={k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"},
+        )
+        assert done.returncode == 0, done.stderr
+        assert "Warning" not in done.stderr, done.stderr

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from metriclab.atomic import write_text
-from metriclab.config import Config
+from metriclab.config import Config, ConfigError, apply_threads
 from metriclab.data import EpisodeSet, LabeledImages, load_omniglot_runs, tta_views
 from metriclab.evaluation.embed import embed
 from metriclab.evaluation.episodes import EpisodeResult, Scorer, evaluate_episodes, scorer_for
@@ -76,6 +77,29 @@ def results_json(report: Report, split: dict[str, Any]) -> str:
     return f'{text[:-1].rstrip()},\n  "split": {entry}\n}}'
 
 
+def check_episodes_fit(config: Config, test: LabeledImages, run_dir: Path) -> None:
+    """Refuse seeded episodes that the smallest unseen class cannot fill, naming the eval key and
+    the largest value that works, as a command to rerun."""
+    k_shot, n_query = config.eval.k_shot, config.eval.n_query
+    counts = torch.bincount(test.labels, minlength=test.num_classes)
+    smallest = int(counts.argmin())
+    have = int(counts[smallest])
+    if have >= k_shot + n_query:
+        return
+    name = test.class_names[smallest]
+    if have - k_shot >= 1:
+        fix = f"rerun as 'metriclab eval {run_dir} eval.n_query={have - k_shot}'"
+    elif have >= 2:
+        fix = f"rerun as 'metriclab eval {run_dir} eval.k_shot={have - 1} eval.n_query=1'"
+    else:
+        fix = "one image cannot be both support and query: add images or leave the class out"
+    raise ConfigError(
+        f"unseen class {name!r} has only {have} image{'s' if have != 1 else ''}, fewer than "
+        f"eval.k_shot + eval.n_query = {k_shot} + {n_query}; {fix} "
+        "(or eval.episodes=0 to skip the seeded episodes)"
+    )
+
+
 def evaluate_run(
     run_dir: Path,
     json_path: Path | None = None,
@@ -83,19 +107,23 @@ def evaluate_run(
     overrides: list[str] | None = None,
     plots: bool = True,
     progress: bool = True,
+    on_report: Callable[[Report], None] | None = None,
 ) -> Report:
     """Evaluate a trained run on its unseen classes (the test side of its recorded split).
 
     Scores seeded episodes drawn with the ``eval.*`` settings, every episode file of
     ``eval.episode_files`` and ``episode_files``, kNN / retrieval and verification; writes
     ``results.json`` (or ``json_path``, with the split under ``"split"``) and, with ``plots``,
-    ``roc.png`` and ``embeddings.png``.
+    ``roc.png`` and ``embeddings.png``. ``on_report`` (e.g. printing the table) runs before any
+    file is written, so an unwritable run folder does not lose the figures just computed.
     """
     run = open_run(run_dir, overrides)
     config, model, test = run.config, run.model, run.data.test
+    apply_threads(config)  # the thread count the run trained with: same sums, same figures
     scorer = run_scorer(config, model)
     sampled = {}
     if config.eval.episodes:
+        check_episodes_fit(config, test, run_dir)
         name = f"{config.eval.n_way}-way {config.eval.k_shot}-shot (seeded)"
         sampled[name] = EpisodeSet.sample(
             test, config.eval.n_way, config.eval.k_shot, config.eval.n_query,
@@ -114,14 +142,16 @@ def evaluate_run(
         episodes={**report.episodes, **separate},
         views=1 if views is None else len(views),
     )
+    if on_report is not None:
+        on_report(report)
     write_text(json_path or run_dir / RESULTS, results_json(report, run.split_record()) + "\n")
     if plots:
         from metriclab.plots import plot_embedding_map, plot_roc  # matplotlib: only when drawing
 
         v = report.verification
-        plot_roc(v.fpr, v.tpr, v.auc, v.eer, run_dir / "roc.png")
+        plot_roc(v.fpr, v.tpr, v.auc, v.eer, run_dir / "roc.png", title=config.name)
         plot_embedding_map(
             embeddings.vectors.numpy(), embeddings.labels.numpy(), test.class_names,
-            run_dir / "embeddings.png", seed=config.eval.seed,
+            run_dir / "embeddings.png", seed=config.eval.seed, title=config.name,
         )  # fmt: skip
     return report

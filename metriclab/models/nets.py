@@ -21,7 +21,9 @@ class EmbeddingNet(nn.Module):
         sigmoid: apply a sigmoid after the projection, as Koch et al. 2015 do in their 4096-unit
             embedding layer (off by default).
 
-    ``forward``: ``(B, C, H, W)`` float in [0, 1] → ``(B, D)``.
+    ``forward``: ``(B, C, H, W)`` float in [0, 1] → ``(B, D)``, with ``H = W = image_size``: a
+    backbone that pools globally would accept other sizes, but its features would then describe
+    strokes at another scale than it was trained on, so a mismatch is refused, not resized.
     """
 
     def __init__(
@@ -38,16 +40,40 @@ class EmbeddingNet(nn.Module):
             raise ValueError(f"dim must be at least 1, got {dim}")
         self.backbone = backbone
         self.in_channels = in_channels
+        self.image_size = image_size
         self.dim = dim
         self.normalize = normalize
         self.sigmoid = sigmoid
         self.head = nn.Linear(output_features(backbone, in_channels, image_size), dim)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def check_images(self, images: torch.Tensor) -> None:
+        """Raise naming the fix when ``images`` are not what this net was built for."""
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(
+                f"EmbeddingNet takes a torch tensor, got {type(images).__name__}; "
+                "wrap it with torch.from_numpy(images)"
+            )
+        if not images.is_floating_point():
+            raise TypeError(
+                f"EmbeddingNet takes float images in [0, 1], got {images.dtype}; convert uint8 "
+                "images with metriclab.data.to_float(images)"
+            )
         if images.ndim != 4 or images.shape[1] != self.in_channels:
             raise ValueError(
                 f"expected images of shape (B, {self.in_channels}, H, W), got {tuple(images.shape)}"
             )
+        size = self.image_size
+        if tuple(images.shape[2:]) != (size, size):
+            height, width = images.shape[2:]
+            raise ValueError(
+                f"this EmbeddingNet was built for {size}×{size} images (image_size={size}), got "
+                f"{height}×{width}; resize the images to {size} px (data size={size}) or build "
+                f"the net with image_size={height}"
+            )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_tracing():  # a trace (export) records shapes, not Python checks
+            self.check_images(images)
         embeddings = self.head(self.backbone(images).flatten(1))
         if self.sigmoid:
             embeddings = torch.sigmoid(embeddings)

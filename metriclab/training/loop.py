@@ -15,7 +15,14 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from metriclab import checkpoints
-from metriclab.config import Config, ConfigError, apply_overrides, config_from_dict, save_config
+from metriclab.config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    apply_threads,
+    config_from_dict,
+    save_config,
+)
 from metriclab.data import EpisodeSet, LabeledImages
 from metriclab.evaluation import embed, evaluate_episodes
 from metriclab.evaluation.episodes import SCORERS
@@ -302,8 +309,16 @@ class Trainer:
             # Batch index: step t of a run without accumulation draws batch t, as it always did.
             batch = (self.step - 1) * train.accumulate + part + 1
             last = part == train.accumulate - 1
-            with self._no_sync(not last), autocast(train.precision, train.device):
-                loss, images = self.step_loss(batch)
+            try:
+                with self._no_sync(not last), autocast(train.precision, train.device):
+                    loss, images = self.step_loss(batch)
+            except ValueError as failure:
+                # A loss refuses NaN / infinite inputs. After an update has been taken, the images
+                # are the same data as before, so the embeddings overflowed: the weights diverged
+                # (a learning rate far too high). Report it as the non-finite loss, with advice.
+                if self.step <= 1 or "NaN" not in str(failure):
+                    raise
+                return torch.tensor(float("nan")), used
             if not torch.isfinite(loss):
                 return loss.detach(), used + images
             scaled = loss / train.accumulate if train.accumulate > 1 else loss
@@ -372,11 +387,12 @@ def train(
             f"run folder {run_dir} already holds checkpoints; continue it with --resume {run_dir} "
             "or choose another --run-dir"
         )
+    apply_threads(config)
     world = init_from_environment(config.train.device)
     try:
         recorded = RecordedSplit.load(run_dir) if resume else None
         trainer = Trainer(config, run_dir, progress=progress, world=world, split=recorded)
-        newest = checkpoints.latest(run_dir) if resume else None
+        newest = checkpoints.newest_readable(run_dir) if resume else None
         if newest is not None:
             trainer.restore(newest)
             if config.train.steps < trainer.step:

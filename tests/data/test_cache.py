@@ -32,22 +32,51 @@ def load(path, **options):
     return omniglot(path, **{"size": None, "progress": False, **options})
 
 
-def cache_files(folder: Path) -> list[Path]:
-    return sorted(folder.glob(".metriclab-cache-*.npz"))
+def cache_files(tmp_path: Path) -> list[Path]:
+    """The cache files in the user cache folder the ``decodes`` fixture points at."""
+    return sorted((tmp_path / "user-cache").glob("*.npz"))
 
 
-def test_second_load_comes_from_the_cache_beside_the_data(
+def every_file(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*")}
+
+
+def test_second_load_comes_from_the_user_cache_never_the_data_folder(
     tmp_path: Path, decodes: list[int]
 ) -> None:
     write_tree(tmp_path / "tree")
+    before = every_file(tmp_path / "tree")
     first = load(tmp_path / "tree")
     second = load(tmp_path / "tree")
     assert decodes == [len(first)]
     assert torch.equal(first.images, second.images) and first.item_ids == second.item_ids
-    [stored] = cache_files(tmp_path / "tree")
+    [stored] = cache_files(tmp_path)
     with np.load(stored, allow_pickle=False) as archive:  # a plain, pickle-free npz
         assert set(archive.files) == {"images", "key"}
-    assert not list((tmp_path / "tree").glob("*.tmp")) and not (tmp_path / "user-cache").exists()
+    assert every_file(tmp_path / "tree") == before  # not one file added to the user's data
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected_folder"),
+    [
+        ({"METRICLAB_CACHE_DIR": "mine", "XDG_CACHE_HOME": "xdg"}, "mine"),
+        ({"XDG_CACHE_HOME": "xdg"}, "xdg/metriclab"),
+        ({"HOME": "home"}, "home/.cache/metriclab"),
+    ],
+)
+def test_the_user_cache_folder_follows_the_environment(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variables: dict[str, str],
+    expected_folder: str,
+) -> None:
+    for name in ("METRICLAB_CACHE_DIR", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, str(tmp_path / value))
+    write_tree(tmp_path / "data")
+    load(tmp_path / "data")
+    assert len(list((tmp_path / expected_folder).glob("*.npz"))) == 1
 
 
 def test_touching_a_file_re_decodes(tmp_path: Path, decodes: list[int]) -> None:
@@ -125,16 +154,15 @@ def test_cache_folder_and_off_switch(tmp_path: Path, decodes: list[int]) -> None
     write_tree(tmp_path / "data")
     load(tmp_path / "data", cache=False)
     load(tmp_path / "data", cache=False)
-    assert len(decodes) == 2 and not cache_files(tmp_path / "data")
+    assert len(decodes) == 2 and not cache_files(tmp_path)
     load(tmp_path / "data", cache=tmp_path / "elsewhere")
     load(tmp_path / "data", cache=tmp_path / "elsewhere")
     assert len(decodes) == 3 and len(list((tmp_path / "elsewhere").glob("*.npz"))) == 1
 
 
-def test_read_only_data_folder_falls_back_to_the_user_cache(
+def test_a_read_only_data_folder_is_cached_like_any_other(
     tmp_path: Path, decodes: list[int]
 ) -> None:
-    """A folder without write bits is left alone even by root (who could write into it)."""
     write_tree(tmp_path / "data")
     (tmp_path / "data").chmod(0o555)
     try:
@@ -142,24 +170,7 @@ def test_read_only_data_folder_falls_back_to_the_user_cache(
         load(tmp_path / "data")
     finally:
         (tmp_path / "data").chmod(0o755)
-    assert len(decodes) == 1 and not cache_files(tmp_path / "data")
-    assert len(list((tmp_path / "user-cache").glob("*.npz"))) == 1
-
-
-def test_a_failed_write_beside_the_data_falls_back_to_the_user_cache(
-    tmp_path: Path, decodes: list[int], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    write_tree(tmp_path / "data")
-    real = cache_module.write_cache
-
-    def failing_beside_data(path: Path, key: str, images: torch.Tensor) -> bool:
-        return False if path.parent == tmp_path / "data" else real(path, key, images)
-
-    monkeypatch.setattr(cache_module, "write_cache", failing_beside_data)
-    load(tmp_path / "data")
-    load(tmp_path / "data")
-    assert len(decodes) == 1
-    assert len(list((tmp_path / "user-cache").glob("*.npz"))) == 1
+    assert len(decodes) == 1 and len(cache_files(tmp_path)) == 1
 
 
 def test_nowhere_to_write_warns_and_still_loads(
@@ -172,16 +183,39 @@ def test_nowhere_to_write_warns_and_still_loads(
     assert decodes == [len(data)]
 
 
-def test_moving_the_data_folder_keeps_its_cache(tmp_path: Path, decodes: list[int]) -> None:
-    write_tree(tmp_path / "old")
-    load(tmp_path / "old")
-    (tmp_path / "old").rename(tmp_path / "new")
-    load(tmp_path / "new")
-    assert len(decodes) == 1
+def test_two_folders_with_one_name_keep_separate_caches(tmp_path: Path, decodes: list[int]) -> None:
+    write_tree(tmp_path / "a" / "data")
+    write_tree(tmp_path / "b" / "data")
+    for _ in range(2):
+        load(tmp_path / "a" / "data")
+        load(tmp_path / "b" / "data")
+    assert len(decodes) == 2 and len(cache_files(tmp_path)) == 2
 
 
 def test_image_folder_uses_the_cache_too(tmp_path: Path, decodes: list[int]) -> None:
-    write_tree(tmp_path)  # any class-per-folder tree: here the alphabets are the classes
-    first = image_folder(tmp_path, channels=1, progress=False)
-    second = image_folder(tmp_path, channels=1, progress=False)
+    write_tree(tmp_path / "data")  # any class-per-folder tree: here the alphabets are the classes
+    first = image_folder(tmp_path / "data", channels=1, progress=False)
+    second = image_folder(tmp_path / "data", channels=1, progress=False)
     assert len(decodes) == 1 and torch.equal(first.images, second.images)
+
+
+@pytest.mark.parametrize(
+    ("native", "size", "warned"), [(105, 16, True), (105, 28, False), (8, 64, True), (8, 16, False)]
+)
+def test_a_far_resize_is_said(
+    tmp_path: Path, decodes: list[int], native: int, size: int, warned: bool
+) -> None:
+    import warnings
+
+    from PIL import Image
+
+    for name in ("a", "b"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        Image.new("L", (native, native), 128).save(tmp_path / "data" / name / "0.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image_folder(tmp_path / "data", size=size, channels=1, progress=False)
+    resize = [w for w in caught if issubclass(w.category, cache_module.ResizeWarning)]
+    assert len(resize) == int(warned)
+    if warned:
+        assert f"{native}×{native} px and are resized to {size}×{size}" in str(resize[0].message)

@@ -133,18 +133,33 @@ def test_missing_approximate_neighbours_are_minus_one_and_inf() -> None:
 
 
 def test_gpu_is_used_when_faiss_reports_one(monkeypatch) -> None:
-    calls = []
+    class FakeGpuIndex:
+        """Stands in for a GPU replica: counts the searches it serves, answers as the CPU copy."""
 
-    def fake_to_gpus(index):
-        calls.append(index)
-        return index  # stands in for a GPU replica
+        def __init__(self, index: faiss.Index) -> None:
+            self.index, self.searched = index, 0
+
+        def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+            self.searched += len(queries)
+            return self.index.search(queries, k)
+
+    replicas: list[FakeGpuIndex] = []
+
+    def fake_to_gpus(index: faiss.Index) -> FakeGpuIndex:
+        replicas.append(FakeGpuIndex(index))
+        return replicas[-1]
 
     monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1)
     monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", fake_to_gpus)
     gallery, queries = gallery_and_queries()
     index = FaissIndex.build(gallery, L2())
-    assert index._gpu is not None and len(calls) == 1
-    np.testing.assert_array_equal(index.search(queries, 2)[1], index.search(queries, 2)[1])
+    assert index._gpu is replicas[0]
+    distances, ids = index.search(queries, 2)
+    assert replicas[0].searched == len(queries)  # the queries went to the GPU copy
+    # ... and its answers are the exact neighbours, as a brute-force search finds them.
+    brute = np.sqrt(((queries[:, None, :] - gallery[None, :, :]) ** 2).sum(-1))
+    np.testing.assert_array_equal(ids, np.argsort(brute, axis=1, kind="stable")[:, :2])
+    np.testing.assert_allclose(distances, np.sort(brute, axis=1)[:, :2], rtol=1e-4)
     assert FaissIndex.build(gallery, L1(), "ivf", nlist=4)._gpu is None  # GPU IVF: L2 / IP only
     assert FaissIndex.build(gallery, L2(), "hnsw")._gpu is None
 

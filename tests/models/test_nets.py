@@ -33,3 +33,15 @@ def test_embedding_net_rejects_wrong_channels() -> None:
         net(torch.rand(2, 3, 16, 16))
     with pytest.raises(ValueError, match="unknown backbone 'vgg'"):
         backbone("vgg")
+
+
+def test_embedding_net_names_the_fix_for_uint8_numpy_and_wrong_sizes() -> None:
+    net = EmbeddingNet(backbone("conv4", 1), dim=4, image_size=16)
+    with pytest.raises(TypeError, match=r"uint8 .*metriclab\.data\.to_float"):
+        net(torch.zeros(2, 1, 16, 16, dtype=torch.uint8))
+    with pytest.raises(TypeError, match="torch.from_numpy"):
+        net(torch.rand(2, 1, 16, 16).numpy())
+    # conv4 pools down to any size, so 28 px would run: it is refused, naming both sizes.
+    with pytest.raises(ValueError, match=r"built for 16×16 .* got 28×28; .*image_size=28"):
+        net(torch.rand(2, 1, 28, 28))
+    assert net(torch.rand(2, 1, 16, 16)).shape == (2, 4)

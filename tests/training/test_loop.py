@@ -86,6 +86,18 @@ def test_each_objective_trains_and_checkpoints(tmp_path: Path, overrides: list[s
     _, loaded = load_run(tmp_path / "run")
     for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # It learned: on the same batches (a step's batch is fixed by its index), the trained
+    # weights give a lower loss than the initial ones.
+    assert _loss_on_first_batches(config, tmp_path / "run") < _loss_on_first_batches(config, None)
+
+
+def _loss_on_first_batches(config, run: Path | None) -> float:
+    """The mean loss over the batches of steps 1-6 with the weights of ``run`` (None: initial)."""
+    trainer = Trainer(config, run or Path("unused-run-folder"), progress=False)
+    if run is not None:
+        trainer.restore(checkpoints.latest(run))
+    with torch.no_grad():
+        return sum(float(trainer.step_loss(step)[0]) for step in range(1, 7)) / 6
 
 
 def test_validation_keeps_best_and_stops_early(tmp_path: Path) -> None:
@@ -124,6 +136,13 @@ def test_non_finite_loss_names_step_and_last_checkpoint(tmp_path: Path, monkeypa
         NonFiniteLoss, match=r"at step 3; the last good checkpoint is .*step-0000002\.pt"
     ):
         trainer.run()
+
+
+def test_a_diverging_learning_rate_is_named_with_its_step(tmp_path: Path) -> None:
+    """Weights blown up by a huge lr make the loss refuse its NaN inputs: still the one message."""
+    config = resolve_config(None, [*FAST, "train.steps=30", "train.lr=1e6"])
+    with pytest.raises(NonFiniteLoss, match=r"at step \d+; .*lower train.lr"):
+        train(config, tmp_path / "run", progress=False)
 
 
 def test_existing_run_needs_resume(tmp_path: Path) -> None:

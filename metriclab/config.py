@@ -67,6 +67,9 @@ class ModelConfig:
     ``width`` scales the built-in backbones' channel counts; ``sigmoid`` ends the embedding with
     a sigmoid, as Koch et al.'s 4096-unit layer does. ``distance_init`` is the initial weight of
     ``weighted_l1`` (default ``1 / dim``; use 1.0 with ``sigmoid``, see :class:`WeightedL1`).
+    ``weights``: ``none``, a state-dict file, or a torchvision weight name (``IMAGENET1K_V2``,
+    ``DEFAULT``) from the torch hub cache, loaded when training starts. ``freeze_bn`` keeps the
+    backbone's batch-norm layers on their (pretrained) running statistics.
     """
 
     backbone: str = "conv4"
@@ -76,6 +79,8 @@ class ModelConfig:
     distance_init: float | None = None
     normalize: bool = False
     sigmoid: bool = False
+    weights: str = "none"
+    freeze_bn: bool = False
 
 
 @dataclass
@@ -85,6 +90,9 @@ class TrainConfig:
     Batches: ``siamese`` draws ``batch_size`` pairs, ``classifier`` ``batch_size`` images,
     ``triplet`` ``classes_per_batch`` × ``samples_per_class`` images, ``episodic`` one
     ``n_way``-way ``k_shot``-shot episode with ``n_query`` queries per class.
+    ``head_lr_scale`` multiplies ``lr`` for everything but the backbone (the embedding head, loss
+    proxies and class weights, a learned distance); ``freeze_backbone_steps`` leaves the backbone
+    unchanged for the first steps, so a new head settles on pretrained features first.
     """
 
     objective: str = "siamese"
@@ -108,6 +116,8 @@ class TrainConfig:
     step_size: int = 1000
     gamma: float = 0.5
     clip_grad: float | None = None
+    head_lr_scale: float = 1.0
+    freeze_backbone_steps: int = 0
     amp: bool = True
     seed: int = 0
     device: str = "cpu"
@@ -206,6 +216,15 @@ class Config:
             raise ConfigError(f"model.width must be positive, got {self.model.width}")
         if self.train.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {self.train.lr}")
+        if self.train.head_lr_scale <= 0:
+            raise ConfigError(
+                f"train.head_lr_scale must be positive, got {self.train.head_lr_scale}"
+            )
+        if self.train.freeze_backbone_steps < 0:
+            raise ConfigError(
+                "train.freeze_backbone_steps must be 0 (off) or positive, got "
+                f"{self.train.freeze_backbone_steps}"
+            )
         if self.train.clip_grad is not None and self.train.clip_grad <= 0:
             raise ConfigError(
                 f"train.clip_grad must be positive or null, got {self.train.clip_grad}"

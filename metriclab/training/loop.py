@@ -160,7 +160,7 @@ class Trainer:
             # Some parameters sit out some objectives (the Siamese bias under a contrastive
             # loss, for one), hence find_unused_parameters.
             self.step_loss = DistributedDataParallel(self.step_loss, find_unused_parameters=True)
-        self.optimizer = build_optimizer(config, parameters)
+        self.optimizer = build_optimizer(config, parameters, self.model.embedding_net.backbone)
         self.scheduler = build_scheduler(config, self.optimizer)
         self.use_amp = config.train.amp and torch.device(config.train.device).type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)

@@ -24,6 +24,12 @@ from metriclab.evaluation.report import (
     evaluate_model,
     knn_accuracy,
 )
+from metriclab.evaluation.retrieval import (
+    RECALL_KS,
+    RetrievalScores,
+    normalized_mutual_information,
+    retrieval_scores,
+)
 from metriclab.evaluation.verification import (
     AlignedHead,
     VerificationResult,
@@ -32,6 +38,7 @@ from metriclab.evaluation.verification import (
 )
 
 __all__ = [
+    "RECALL_KS",
     "AlignedHead",
     "Embeddings",
     "EpisodeResult",
@@ -40,6 +47,7 @@ __all__ = [
     "PairScorer",
     "Report",
     "RetrievalMetrics",
+    "RetrievalScores",
     "Scorer",
     "VerificationResult",
     "confidence_interval",
@@ -51,7 +59,9 @@ __all__ = [
     "knn_accuracy",
     "knn_classify",
     "majority_vote",
+    "normalized_mutual_information",
     "retrieval_metrics",
+    "retrieval_scores",
     "score_pairs",
     "verification_metrics",
 ]

@@ -51,6 +51,7 @@ from metriclab.data.images import require_min_per_class
 # Each loader registers its data set on import; this order is the order listings show.
 from metriclab.data.omniglot import omniglot
 from metriclab.data.folders import IMAGE_EXTENSIONS, from_csv, image_folder
+from metriclab.data.dml import query_gallery
 from metriclab.data.registry import (
     DATA_SETS,
     DataParam,
@@ -76,6 +77,7 @@ __all__ += [
     "load_dataset",
     "mirrors_as_classes",
     "omniglot",
+    "query_gallery",
     "require_min_per_class",
     "rotations_as_classes",
     "tta_views",

@@ -133,3 +133,19 @@ def test_bad_input_is_named() -> None:
         retrieval_scores(x[:3], np.arange(3), L2())
     with pytest.raises(ValueError, match="query_labels must have shape"):
         retrieval_scores(x, y[:3], L2())
+
+
+def test_the_evaluation_report_carries_recall_at_k() -> None:
+    from metriclab.evaluation import Embeddings, evaluate_embeddings
+
+    x, y = _data(5, n=60, classes=6)
+    embeddings = Embeddings(
+        torch.from_numpy(x), torch.from_numpy(y), tuple(f"i{i}" for i in range(len(y)))
+    )
+    report = evaluate_embeddings(embeddings, L2(), {}, pairs=50, seed=0)
+    recall, _, _, _ = _naive(x, y, x, y, (1, 2, 4, 8), leave_one_out=True)
+    assert list(report.recall)[:4] == [1, 2, 4, 8]
+    assert [report.recall[k] for k in (1, 2, 4, 8)] == pytest.approx(list(recall.values()))
+    assert report.recall[1] == pytest.approx(report.retrieval.precision_at_1)
+    assert report.to_dict()["knn"]["recall_at"]["8"] == pytest.approx(recall[8])
+    assert "Recall@1/2/4/8/10" in report.table()

@@ -28,17 +28,18 @@ def _groups(data) -> dict[str, str]:
 CUB_NAMES = {c: f"{c:03d}.Bird_{c}" for c in range(1, 201)}
 
 
-def write_cub(tmp_path: Path) -> Path:
-    """CUB_200_2011/ with two images of classes 1, 100, 101 and 200; returns its parent."""
+def write_cub(
+    tmp_path: Path, picked: tuple[int, ...] = (1, 100, 101, 200), per_class: int = 2
+) -> Path:
+    """CUB_200_2011/ with ``per_class`` images of each class in ``picked``; returns its parent."""
     root = tmp_path / "CUB_200_2011"
-    picked = [1, 100, 101, 200]
     names = CUB_NAMES
     root.mkdir(parents=True)
     (root / "classes.txt").write_text("".join(f"{c} {n}\n" for c, n in names.items()))
     images, labels = [], []
-    for i, c in enumerate([c for c in picked for _ in range(2)], start=1):
+    for i, c in enumerate([c for c in picked for _ in range(per_class)], start=1):
         path = f"{names[c]}/Bird_{c}_{i}.jpg"
-        _image(root / "images" / path, i * 20)
+        _image(root / "images" / path, (i * 37) % 256)
         images.append(f"{i} {path}\n")
         labels.append(f"{i} {c}\n")
     (root / "images.txt").write_text("".join(images))

@@ -57,3 +57,34 @@ def test_a_finished_run_evaluates_without_the_weights_file(tmp_path: Path) -> No
     run = open_run(tmp_path / "run")
     for key, value in trained.state_dict().items():
         torch.testing.assert_close(run.model.state_dict()[key], value)
+
+
+def test_the_shipped_cub_config_trains_and_evaluates_on_a_miniature_tree(tmp_path: Path) -> None:
+    from torchvision import models
+
+    from metriclab.evaluation.run import evaluate_run
+    from tests.data.test_dml import write_cub
+
+    root = write_cub(tmp_path / "cub", picked=(*range(1, 9), *range(101, 105)), per_class=4)
+    torch.manual_seed(0)
+    weights = tmp_path / "resnet18.pth"
+    torch.save(models.resnet18(weights=None).state_dict(), weights)
+    overrides = [
+        f"data.path={root}",
+        "data.size=32",
+        "model.backbone=torchvision:resnet18",
+        f"model.weights={weights}",
+        "model.dim=16",
+        "train.steps=2",
+        "train.classes_per_batch=4",
+        "train.samples_per_class=2",
+        "eval.n_way=2",
+        "eval.n_query=3",
+        "eval.episodes=10",
+        "eval.pairs=20",
+    ]
+    config = resolve_config("cub-ms", overrides)
+    train(config, tmp_path / "run", progress=False)
+    report = evaluate_run(tmp_path / "run", plots=False, progress=False)
+    assert report.num_classes == 4
+    assert set(report.recall) >= {1, 2, 4, 8}

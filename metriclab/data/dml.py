@@ -22,7 +22,7 @@ as the pretrained backbones expect.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -153,13 +153,20 @@ def load_dml(name: str, layout: Layout, request: LoadRequest) -> LabeledImages:
     return labeled_images(entries, images, f"{name}({root.name}, size={request.size})", preprocess)
 
 
+def query_gallery_positions(item_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Positions of the ``query:`` and ``gallery:`` items among ``item_ids`` (In-Shop's
+    evaluation split), or None unless both roles are present."""
+    roles = np.array([item_id.partition(":")[0] for item_id in item_ids])
+    query, gallery = np.flatnonzero(roles == "query"), np.flatnonzero(roles == "gallery")
+    return (query, gallery) if len(query) and len(gallery) else None
+
+
 def query_gallery(data: LabeledImages) -> tuple[np.ndarray, np.ndarray]:
     """Positions of In-Shop's query and gallery items in ``data`` (from their item ids)."""
-    roles = np.array([item_id.partition(":")[0] for item_id in data.item_ids])
-    query, gallery = np.flatnonzero(roles == "query"), np.flatnonzero(roles == "gallery")
-    if not len(query) or not len(gallery):
+    positions = query_gallery_positions(data.item_ids)
+    if positions is None:
         raise ValueError("these images hold no In-Shop query/gallery items; load data.name=inshop")
-    return query, gallery
+    return positions
 
 
 _HELP = {

@@ -27,6 +27,7 @@ from metriclab.evaluation.report import (
 from metriclab.evaluation.retrieval import (
     RECALL_KS,
     RetrievalScores,
+    benchmark_scores,
     normalized_mutual_information,
     retrieval_scores,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "RetrievalScores",
     "Scorer",
     "VerificationResult",
+    "benchmark_scores",
     "confidence_interval",
     "embed",
     "evaluate_embeddings",

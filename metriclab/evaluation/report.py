@@ -19,7 +19,7 @@ from metriclab.evaluation.knn import (
     knn_classify,
     retrieval_metrics,
 )
-from metriclab.evaluation.retrieval import retrieval_scores
+from metriclab.evaluation.retrieval import benchmark_scores
 from metriclab.evaluation.verification import (
     AlignedHead,
     VerificationResult,
@@ -57,8 +57,9 @@ class Report:
     num_classes: int
     num_items: int
     views: int = 1
-    #: Recall@K (leave-one-out) by K, the DML benchmarks' figure (:mod:`.retrieval`).
+    #: Recall@K by K, the DML benchmarks' figure (:mod:`.retrieval`), and how it was measured.
     recall: dict[int, float] = field(default_factory=dict)
+    recall_protocol: str = "leave-one-out"
 
     def to_dict(self) -> dict[str, Any]:
         v = self.verification
@@ -79,6 +80,7 @@ class Report:
                 "map_at_r": self.retrieval.map_at_r,
                 "retrieval_queries": self.retrieval.queries,
                 "recall_at": {str(k): value for k, value in self.recall.items()},
+                "recall_protocol": self.recall_protocol,
                 "accuracy": self.knn.accuracy,
                 "accuracy_k": self.knn.k,
                 "accuracy_shots": self.knn.shots,
@@ -123,7 +125,7 @@ class Report:
         if self.recall:
             ks = "/".join(str(k) for k in self.recall)
             values = " / ".join(_pct(value) for value in self.recall.values())
-            rows.append((f"retrieval Recall@{ks}", values))
+            rows.append((f"retrieval Recall@{ks} ({self.recall_protocol})", values))
         rows.append(("verification ROC AUC", f"{v.auc:.4f}"))
         rows.append(("verification EER", _pct(v.eer)))
         rows += [(f"verification TAR@FAR={far:g}", _pct(tar)) for far, tar in v.tar_at_far.items()]
@@ -179,6 +181,7 @@ def evaluate_embeddings(
     first, second, same = next(iter(PairSampler(labels, pairs, batches=1, seed=seed)))
     head = aligned_head if aligned_head is not None else _negative(distance)
     scores = score_pairs(head, embeddings.vectors, torch.as_tensor(first), torch.as_tensor(second))
+    benchmark = benchmark_scores(embeddings, distance)
     return Report(
         episodes=results,
         retrieval=retrieval_metrics(embeddings.vectors, labels, distance),
@@ -186,7 +189,8 @@ def evaluate_embeddings(
         verification=verification_metrics(scores, same),
         num_classes=int(torch.unique(labels).numel()),
         num_items=len(labels),
-        recall=retrieval_scores(embeddings.vectors, labels, distance).recall,
+        recall=benchmark.recall,
+        recall_protocol=benchmark.protocol,
     )
 
 

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from metriclab.data.dml import query_gallery_positions
 from metriclab.distances import Distance
+from metriclab.evaluation.embed import Embeddings
 from metriclab.evaluation.index import FaissIndex, as_float32
 from metriclab.evaluation.knn import _chunk_sums
 
@@ -149,3 +151,17 @@ def normalized_mutual_information(
     label_array = _as_labels(labels, len(array), "labels")
     clusters = KMeans(n_clusters=len(np.unique(label_array)), n_init=10, random_state=seed)
     return float(normalized_mutual_info_score(label_array, clusters.fit_predict(array)))
+
+
+def benchmark_scores(embeddings: Embeddings, distance: Distance) -> RetrievalScores:
+    """The retrieval scores of a test set under its benchmark's protocol: query/gallery when its
+    items are marked ``query:`` / ``gallery:`` (In-Shop, :func:`metriclab.data.query_gallery`),
+    else leave-one-out over all of them."""
+    split = query_gallery_positions(embeddings.item_ids)
+    vectors, labels = embeddings.vectors, embeddings.labels
+    if split is None:
+        return retrieval_scores(vectors, labels, distance)
+    query, gallery = (torch.from_numpy(positions) for positions in split)
+    return retrieval_scores(
+        vectors[query], labels[query], distance, vectors[gallery], labels[gallery]
+    )

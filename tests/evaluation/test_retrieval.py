@@ -149,3 +149,15 @@ def test_the_evaluation_report_carries_recall_at_k() -> None:
     assert report.recall[1] == pytest.approx(report.retrieval.precision_at_1)
     assert report.to_dict()["knn"]["recall_at"]["8"] == pytest.approx(recall[8])
     assert "Recall@1/2/4/8/10" in report.table()
+
+
+def test_marked_query_and_gallery_items_are_scored_query_against_gallery() -> None:
+    from metriclab.evaluation import Embeddings, evaluate_embeddings
+
+    x, y = _data(6, n=60, classes=6)
+    ids = tuple(f"{'query' if i < 20 else 'gallery'}:img/{i}.jpg" for i in range(len(y)))
+    embeddings = Embeddings(torch.from_numpy(x), torch.from_numpy(y), ids)
+    report = evaluate_embeddings(embeddings, L2(), {}, pairs=50, seed=0)
+    recall, _, _, _ = _naive(x[:20], y[:20], x[20:], y[20:], (1, 2, 4, 8), leave_one_out=False)
+    assert report.recall_protocol == "query/gallery"
+    assert [report.recall[k] for k in (1, 2, 4, 8)] == pytest.approx(list(recall.values()))

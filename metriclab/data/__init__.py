@@ -52,6 +52,7 @@ from metriclab.data.images import require_min_per_class
 from metriclab.data.omniglot import omniglot
 from metriclab.data.folders import IMAGE_EXTENSIONS, from_csv, image_folder
 from metriclab.data.dml import query_gallery
+from metriclab.data.faces import faces_orl
 from metriclab.data.registry import (
     DATA_SETS,
     DataParam,
@@ -72,6 +73,7 @@ __all__ += [
     "LoadRequest",
     "affine_matrices",
     "check_params",
+    "faces_orl",
     "from_csv",
     "image_folder",
     "load_dataset",

@@ -26,6 +26,7 @@ from metriclab.data import (
 )
 from tests.data.synthetic import write_tree
 from tests.data.test_dml import write_cars, write_cub, write_inshop, write_sop
+from tests.data.test_faces import write_faces
 from tests.data.test_folders import write_csv, write_folder
 
 QUIET = {"cache": False, "progress": False}
@@ -56,7 +57,10 @@ def _dml(
     def source(root: Path) -> tuple[str, dict, LabeledImages]:
         path = write(root / name)
         spec = DATA_SETS.get(name)
-        request = LoadRequest((path,), spec.size, 3, spec.invert, {}, cache=False, progress=False)
+        channels = spec.channels or spec.default_channels
+        request = LoadRequest(
+            (path,), spec.size, channels, spec.invert, {}, cache=False, progress=False
+        )
         return str(path), {}, spec.loader(request)
 
     return source
@@ -72,6 +76,7 @@ SOURCES: dict[str, Callable[[Path], tuple[str | None, dict, LabeledImages]]] = {
     "cars196": _dml("cars196", write_cars),
     "sop": _dml("sop", write_sop),
     "inshop": _dml("inshop", write_inshop),
+    "faces-orl": _dml("faces-orl", lambda root: write_faces(root)[1]),
 }
 
 
@@ -105,6 +110,7 @@ def test_polarity_is_declared_where_the_bytes_are_made() -> None:
         "cars196": False,
         "sop": False,
         "inshop": False,
+        "faces-orl": False,
     }
 
 

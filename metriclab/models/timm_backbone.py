@@ -18,7 +18,8 @@ def timm_backbone(name: str, in_channels: int) -> nn.Module:
     try:
         import timm
     except ImportError:
-        raise ImportError(
+        # A ValueError: the config names a backbone this installation lacks (CLI: error, exit 2).
+        raise ValueError(
             f"model.backbone={TIMM_PREFIX}{name} needs timm; install it with "
             "pip install 'metriclab[timm]'"
         ) from None

@@ -194,3 +194,24 @@ def test_frozen_batch_norm_keeps_running_statistics_in_training_mode() -> None:
     plain = backbone("conv4", 1).train()
     plain(x)
     assert not torch.equal(plain.state_dict()["0.1.running_mean"], torch.zeros(64))
+
+
+def test_cli_names_the_missing_cache_file_in_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from metriclab.cli import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    argv = [
+        "train",
+        "--no-progress",
+        "--run-dir",
+        str(tmp_path / "run"),
+        "model.backbone=torchvision:resnet18",
+        "model.weights=IMAGENET1K_V1",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert Path(models.ResNet18_Weights.IMAGENET1K_V1.url).name in err
+    assert "Traceback" not in err

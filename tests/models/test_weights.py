@@ -215,3 +215,17 @@ def test_cli_names_the_missing_cache_file_in_one_error_line(
     assert err.startswith("error: ") and err.count("\n") == 1
     assert Path(models.ResNet18_Weights.IMAGENET1K_V1.url).name in err
     assert "Traceback" not in err
+
+
+def test_timm_grey_backbone_takes_rgb_weights_by_summing(tmp_path: Path) -> None:
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(1)
+    reference = timm.create_model("resnet18", pretrained=False, num_classes=0).eval()
+    file = tmp_path / "rgb.pth"
+    torch.save(reference.state_dict(), file)
+    net = backbone("timm:resnet18", 1, weights=str(file)).eval()
+    grey = torch.rand(2, 1, 48, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            net(grey), reference(grey.repeat(1, 3, 1, 1)), rtol=1e-4, atol=1e-5
+        )

@@ -89,10 +89,21 @@ def training_classes(train: LabeledImages, config: Config) -> LabeledImages:
     return mirrors_as_classes(train) if config.data.mirror else train
 
 
-def build_model(config: Config, in_channels: int) -> SiameseNet:
-    """The embedding network and distance head a config describes."""
+def build_model(config: Config, in_channels: int, pretrained: bool = True) -> SiameseNet:
+    """The embedding network and distance head a config describes.
+
+    ``pretrained=False`` skips ``model.weights`` (a checkpoint is about to replace them, and the
+    pretrained file need not exist where a finished run is evaluated).
+    """
+    model = config.model
     embedding_net = EmbeddingNet(
-        backbone(config.model.backbone, in_channels, width=config.model.width),
+        backbone(
+            model.backbone,
+            in_channels,
+            width=model.width,
+            weights=model.weights if pretrained else None,
+            freeze_bn=model.freeze_bn,
+        ),
         dim=config.model.dim,
         in_channels=in_channels,
         image_size=config.data.size,

@@ -74,6 +74,9 @@ class ModelConfig:
     ``width`` scales the built-in backbones' channel counts; ``sigmoid`` ends the embedding with
     a sigmoid, as Koch et al.'s 4096-unit layer does. ``distance_init`` is the initial weight of
     ``weighted_l1`` (default ``1 / dim``; use 1.0 with ``sigmoid``, see :class:`WeightedL1`).
+    ``weights``: ``none``, a state-dict file, or a torchvision weight name (``IMAGENET1K_V2``,
+    ``DEFAULT``) from the torch hub cache, loaded when training starts. ``freeze_bn`` keeps the
+    backbone's batch-norm layers on their (pretrained) running statistics.
     """
 
     backbone: str = "conv4"
@@ -83,6 +86,8 @@ class ModelConfig:
     distance_init: float | None = None
     normalize: bool = False
     sigmoid: bool = False
+    weights: str = "none"
+    freeze_bn: bool = False
 
 
 @dataclass
@@ -104,6 +109,10 @@ class TrainConfig:
     ``threads`` is torch's CPU thread count for training and evaluation (0: torch's default, one
     per core). Float sums are ordered by thread, so a fixed count makes figures reproduce on any
     machine; the digits default fixes 1.
+
+    ``head_lr_scale`` multiplies ``lr`` for everything but the backbone (the embedding head, loss
+    proxies and class weights, a learned distance); ``freeze_backbone_steps`` leaves the backbone
+    unchanged for the first steps, so a new head settles on pretrained features first.
     """
 
     objective: str = "siamese"
@@ -131,6 +140,8 @@ class TrainConfig:
     amp: bool | None = None
     accumulate: int = 1
     warmup: int = 0
+    head_lr_scale: float = 1.0
+    freeze_backbone_steps: int = 0
     seed: int = 0
     device: str = "cpu"
     checkpoint_every: int = 200
@@ -247,6 +258,15 @@ class Config:
             raise ConfigError(f"train.accumulate must be at least 1, got {self.train.accumulate}")
         if self.train.warmup < 0:
             raise ConfigError(f"train.warmup must be 0 (off) or positive, got {self.train.warmup}")
+        if self.train.head_lr_scale <= 0:
+            raise ConfigError(
+                f"train.head_lr_scale must be positive, got {self.train.head_lr_scale}"
+            )
+        if self.train.freeze_backbone_steps < 0:
+            raise ConfigError(
+                "train.freeze_backbone_steps must be 0 (off) or positive, got "
+                f"{self.train.freeze_backbone_steps}"
+            )
         if self.train.clip_grad is not None and self.train.clip_grad <= 0:
             raise ConfigError(
                 f"train.clip_grad must be positive or null, got {self.train.clip_grad}"

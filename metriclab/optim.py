@@ -91,3 +91,66 @@ def cosine(optimizer: Optimizer, *, steps: int, step_size: int, gamma: float) ->
 def step(optimizer: Optimizer, *, steps: int, step_size: int, gamma: float) -> LRScheduler:
     """The learning rate times ``gamma`` every ``step_size`` steps."""
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+
+
+#: The ``role`` of the parameter group that holds the (usually pretrained) backbone.
+BACKBONE = "backbone"
+#: The ``role`` of the group of everything else: embedding head, proxies, class weights, distance.
+HEAD = "head"
+
+
+def parameter_groups(
+    parameters: Iterable[torch.nn.Parameter],
+    backbone: Iterable[torch.nn.Parameter],
+    *,
+    lr: float,
+    head_lr_scale: float,
+) -> list[dict[str, object]]:
+    """Two optimiser groups: the ``backbone`` parameters at ``lr``, every other one at
+    ``lr · head_lr_scale``.
+
+    A pretrained trunk wants a small step, while the new embedding layer and a loss's proxies or
+    class weights (Proxy-NCA, ArcFace) start from random and want a larger one: Musgrave et al.
+    2020 tune them apart, and PML users ask for it. Each group records its ``role`` (kept in the
+    optimiser's state dict). An empty group is left out.
+    """
+    trunk_ids = {id(p) for p in backbone}
+    listed = list(parameters)
+    trunk = [p for p in listed if id(p) in trunk_ids]
+    rest = [p for p in listed if id(p) not in trunk_ids]
+    groups: list[dict[str, object]] = []
+    if trunk:
+        groups.append({"params": trunk, "lr": lr, "role": BACKBONE})
+    if rest:
+        groups.append({"params": rest, "lr": lr * head_lr_scale, "role": HEAD})
+    return groups
+
+
+def freeze_for_steps(optimizer: Optimizer, role: str, steps: int) -> None:
+    """Leave the parameter groups of ``role`` unchanged for the next ``steps`` optimiser steps.
+
+    Their gradients are dropped before each of those steps, so the optimiser neither moves them
+    nor updates their moments or weight decay, exactly as if they were frozen. The count left
+    lives in the group (``frozen_steps``), hence in the optimiser's state dict, so a resumed run
+    unfreezes at the same step. Warming a new head up on a frozen pretrained trunk keeps its
+    random gradients from wrecking the trunk's features in the first steps.
+    """
+    if steps <= 0:
+        return
+    for group in optimizer.param_groups:
+        if group.get("role") == role:
+            group["frozen_steps"] = steps
+
+    def drop_gradients(opt: Optimizer, args: object, kwargs: object) -> None:
+        for group in opt.param_groups:
+            if group.get("frozen_steps", 0) > 0:
+                for parameter in group["params"]:
+                    parameter.grad = None
+
+    def count_down(opt: Optimizer, args: object, kwargs: object) -> None:
+        for group in opt.param_groups:
+            if group.get("frozen_steps", 0) > 0:
+                group["frozen_steps"] -= 1
+
+    optimizer.register_step_pre_hook(drop_gradients)
+    optimizer.register_step_post_hook(count_down)

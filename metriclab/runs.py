@@ -269,7 +269,7 @@ def open_run(run_dir: Path, overrides: list[str] | None = None) -> Run:
             f"(data.channels={trained})"
         )
     data = split_data(config, recorded, str(run_dir / SPLIT), whole)
-    model = build_model(config, in_channels=channels)
+    model = build_model(config, in_channels=channels, pretrained=False)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as failure:

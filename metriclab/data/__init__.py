@@ -51,6 +51,8 @@ from metriclab.data.images import require_min_per_class
 # Each loader registers its data set on import; this order is the order listings show.
 from metriclab.data.omniglot import omniglot
 from metriclab.data.folders import IMAGE_EXTENSIONS, from_csv, image_folder
+from metriclab.data.dml import query_gallery
+from metriclab.data.faces import faces_orl
 from metriclab.data.registry import (
     DATA_SETS,
     DataParam,
@@ -78,12 +80,14 @@ __all__ += [
     "PhotoAugment",
     "affine_matrices",
     "check_params",
+    "faces_orl",
     "from_csv",
     "image_folder",
     "load_dataset",
     "mirrors_as_classes",
     "omniglot",
     "pixels",
+    "query_gallery",
     "require_min_per_class",
     "rotations_as_classes",
     "stream",

@@ -24,6 +24,13 @@ from metriclab.evaluation.report import (
     evaluate_model,
     knn_accuracy,
 )
+from metriclab.evaluation.retrieval import (
+    RECALL_KS,
+    RetrievalScores,
+    benchmark_scores,
+    normalized_mutual_information,
+    retrieval_scores,
+)
 from metriclab.evaluation.verification import (
     AlignedHead,
     VerificationResult,
@@ -32,6 +39,7 @@ from metriclab.evaluation.verification import (
 )
 
 __all__ = [
+    "RECALL_KS",
     "AlignedHead",
     "Embeddings",
     "EpisodeResult",
@@ -40,8 +48,10 @@ __all__ = [
     "PairScorer",
     "Report",
     "RetrievalMetrics",
+    "RetrievalScores",
     "Scorer",
     "VerificationResult",
+    "benchmark_scores",
     "confidence_interval",
     "embed",
     "evaluate_embeddings",
@@ -51,7 +61,9 @@ __all__ = [
     "knn_accuracy",
     "knn_classify",
     "majority_vote",
+    "normalized_mutual_information",
     "retrieval_metrics",
+    "retrieval_scores",
     "score_pairs",
     "verification_metrics",
 ]

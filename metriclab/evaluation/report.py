@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -19,6 +19,7 @@ from metriclab.evaluation.knn import (
     knn_classify,
     retrieval_metrics,
 )
+from metriclab.evaluation.retrieval import benchmark_scores
 from metriclab.evaluation.verification import (
     AlignedHead,
     VerificationResult,
@@ -56,6 +57,9 @@ class Report:
     num_classes: int
     num_items: int
     views: int = 1
+    #: Recall@K by K, the DML benchmarks' figure (:mod:`.retrieval`), and how it was measured.
+    recall: dict[int, float] = field(default_factory=dict)
+    recall_protocol: str = "leave-one-out"
 
     def to_dict(self) -> dict[str, Any]:
         v = self.verification
@@ -75,6 +79,8 @@ class Report:
                 "r_precision": self.retrieval.r_precision,
                 "map_at_r": self.retrieval.map_at_r,
                 "retrieval_queries": self.retrieval.queries,
+                "recall_at": {str(k): value for k, value in self.recall.items()},
+                "recall_protocol": self.recall_protocol,
                 "accuracy": self.knn.accuracy,
                 "accuracy_k": self.knn.k,
                 "accuracy_shots": self.knn.shots,
@@ -116,6 +122,10 @@ class Report:
         rows.append(("retrieval precision@1", _pct(r.precision_at_1)))
         rows.append(("retrieval R-precision", _pct(r.r_precision)))
         rows.append(("retrieval MAP@R", _pct(r.map_at_r)))
+        if self.recall:
+            ks = "/".join(str(k) for k in self.recall)
+            values = " / ".join(_pct(value) for value in self.recall.values())
+            rows.append((f"retrieval Recall@{ks} ({self.recall_protocol})", values))
         rows.append(("verification ROC AUC", f"{v.auc:.4f}"))
         rows.append(("verification EER", _pct(v.eer)))
         rows += [(f"verification TAR@FAR={far:g}", _pct(tar)) for far, tar in v.tar_at_far.items()]
@@ -171,6 +181,7 @@ def evaluate_embeddings(
     first, second, same = next(iter(PairSampler(labels, pairs, batches=1, seed=seed)))
     head = aligned_head if aligned_head is not None else _negative(distance)
     scores = score_pairs(head, embeddings.vectors, torch.as_tensor(first), torch.as_tensor(second))
+    benchmark = benchmark_scores(embeddings, distance)
     return Report(
         episodes=results,
         retrieval=retrieval_metrics(embeddings.vectors, labels, distance),
@@ -178,6 +189,8 @@ def evaluate_embeddings(
         verification=verification_metrics(scores, same),
         num_classes=int(torch.unique(labels).numel()),
         num_items=len(labels),
+        recall=benchmark.recall,
+        recall_protocol=benchmark.protocol,
     )
 
 

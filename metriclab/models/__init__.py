@@ -6,12 +6,21 @@ from metriclab.models.backbones import (
     backbone,
     check_backbone_name,
     conv4,
+    freeze_batch_norm,
     koch,
     output_features,
     resnet12,
 )
 from metriclab.models.nets import EmbeddingNet, SiameseNet, TripletNet
+from metriclab.models.timm_backbone import timm_backbone
 from metriclab.models.torchvision_backbone import torchvision_backbone, torchvision_names
+from metriclab.models.weights import (
+    WeightReport,
+    apply_weights,
+    load_weights,
+    read_state_dict,
+    torchvision_weights_file,
+)
 
 __all__ = [
     "BACKBONES",
@@ -19,12 +28,19 @@ __all__ = [
     "ResidualBlock12",
     "SiameseNet",
     "TripletNet",
+    "WeightReport",
+    "apply_weights",
     "backbone",
     "check_backbone_name",
     "conv4",
+    "freeze_batch_norm",
     "koch",
+    "load_weights",
     "output_features",
+    "read_state_dict",
     "resnet12",
+    "timm_backbone",
     "torchvision_backbone",
     "torchvision_names",
+    "torchvision_weights_file",
 ]

@@ -11,7 +11,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from metriclab.models.timm_backbone import TIMM_PREFIX, timm_backbone
 from metriclab.models.torchvision_backbone import TORCHVISION_PREFIX, torchvision_backbone
+from metriclab.models.weights import apply_weights
 from metriclab.registry import Registry
 
 
@@ -149,42 +151,86 @@ BACKBONES.register(
     "resnet12", lambda c, width: resnet12(c, widths=_scaled((64, 160, 320, 640), width))
 )
 
-_PREFIXED = f" or {TORCHVISION_PREFIX}<model> (e.g. {TORCHVISION_PREFIX}resnet18)"
+_PREFIXED = (
+    f" or {TORCHVISION_PREFIX}<model> (e.g. {TORCHVISION_PREFIX}resnet18)"
+    f" or {TIMM_PREFIX}<model> (e.g. {TIMM_PREFIX}resnet18)"
+)
+
+#: Prefix → (library, builder ``(model, in_channels) -> nn.Module``): models of other libraries.
+_LIBRARIES: dict[str, tuple[str, Callable[[str, int], nn.Module]]] = {
+    TORCHVISION_PREFIX: ("torchvision", torchvision_backbone),
+    TIMM_PREFIX: ("timm", timm_backbone),
+}
 
 
 def check_backbone_name(name: str) -> None:
-    """Raise :class:`~metriclab.registry.UnknownName` unless ``name`` is a registered backbone or
-    ``torchvision:<model>``; the torchvision model itself is checked when it is built (listing
-    torchvision's models means importing it, which config validation should not pay for)."""
-    if isinstance(name, str) and name.startswith(TORCHVISION_PREFIX):
-        if not name.removeprefix(TORCHVISION_PREFIX):
-            raise ValueError(
-                f"model.backbone={name!r} names no torchvision model; write "
-                f"{TORCHVISION_PREFIX}<model>, e.g. {TORCHVISION_PREFIX}resnet18"
-            )
-        return
+    """Raise :class:`~metriclab.registry.UnknownName` unless ``name`` is a registered backbone,
+    ``torchvision:<model>`` or ``timm:<model>``; the library's model itself is checked when it is
+    built (listing a library's models means importing it, which validation should not pay for)."""
+    for prefix, (library, _) in _LIBRARIES.items():
+        if isinstance(name, str) and name.startswith(prefix):
+            if not name.removeprefix(prefix):
+                raise ValueError(
+                    f"model.backbone={name!r} names no {library} model; write "
+                    f"{prefix}<model>, e.g. {prefix}resnet18"
+                )
+            return
     if name not in BACKBONES:
         raise BACKBONES.unknown(name, extra=_PREFIXED)
 
 
-def backbone(name: str, in_channels: int = 1, width: float = 1.0) -> nn.Module:
+def backbone(
+    name: str,
+    in_channels: int = 1,
+    width: float = 1.0,
+    weights: str | None = None,
+    freeze_bn: bool = False,
+) -> nn.Module:
     """The backbone a config names, for inputs with ``in_channels`` channels.
 
-    ``name`` is a name in :data:`BACKBONES` (``conv4``, ``conv4_nopool``, ``koch``, ``resnet12``)
-    or ``torchvision:<model>`` (any torchvision classification model, random weights, classifier
-    removed, first convolution taking ``in_channels``). ``width`` scales the channel counts of the
-    built-in backbones (e.g. 0.25 for CPU experiments); torchvision models take only 1.0.
+    ``name`` is a name in :data:`BACKBONES` (``conv4``, ``conv4_nopool``, ``koch``, ``resnet12``),
+    ``torchvision:<model>`` (any torchvision classification model, classifier removed, first
+    convolution taking ``in_channels``) or ``timm:<model>`` (optional extra). ``width`` scales the
+    channel counts of the built-in backbones (e.g. 0.25 for CPU experiments); library models take
+    only 1.0. ``weights`` is ``None``/``"none"``, a state-dict file, or a torchvision weight name
+    read from the torch hub cache (:func:`metriclab.models.weights.apply_weights`; RGB filters are
+    summed for 1-channel input). ``freeze_bn`` keeps every batch-norm layer on its running
+    statistics in training too (:func:`freeze_batch_norm`).
     """
     if in_channels < 1:
         raise ValueError(f"in_channels must be at least 1, got {in_channels}")
     if not width > 0:
         raise ValueError(f"width must be positive (1.0 is the published size), got {width}")
     check_backbone_name(name)
-    if name.startswith(TORCHVISION_PREFIX):
+    prefix = next((p for p in _LIBRARIES if name.startswith(p)), None)
+    if prefix is None:
+        module = BACKBONES.get(name)(in_channels, width)
+    else:
         if width != 1.0:
             raise ValueError(f"width applies only to {BACKBONES.choices()}; drop it for {name}")
-        return torchvision_backbone(name.removeprefix(TORCHVISION_PREFIX), in_channels)
-    return BACKBONES.get(name)(in_channels, width)
+        module = _LIBRARIES[prefix][1](name.removeprefix(prefix), in_channels)
+    torchvision_model = name.removeprefix(prefix) if prefix == TORCHVISION_PREFIX else None
+    apply_weights(module, weights, torchvision_model)
+    return freeze_batch_norm(module) if freeze_bn else module
+
+
+def _use_running_statistics(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+    module.training = False
+
+
+def freeze_batch_norm(module: nn.Module) -> nn.Module:
+    """``module`` with every batch-norm layer normalising by its running statistics, which stay
+    as loaded, even in training mode; the affine scale and shift still learn.
+
+    Fine-tuning an ImageNet network on small batches of few classes (8 classes × 4 images in
+    the DML protocol) would otherwise replace its well-estimated statistics with noisy ones;
+    freezing them is the usual DML practice (Wu et al. 2017; Musgrave et al. 2020). A forward
+    pre-hook does it, so ``model.train()`` anywhere cannot undo it and the state dict is unchanged.
+    """
+    for layer in module.modules():
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            layer.register_forward_pre_hook(_use_running_statistics)
+    return module
 
 
 @torch.no_grad()

@@ -18,7 +18,7 @@ from metriclab.assemble import (
 )
 from metriclab.config import Config
 from metriclab.data.augment import Augmentation, build_augmentation
-from metriclab.optim import OPTIMIZERS, SCHEDULES
+from metriclab.optim import BACKBONE, OPTIMIZERS, SCHEDULES, freeze_for_steps, parameter_groups
 
 __all__ = [
     "build_augment",
@@ -37,12 +37,32 @@ def build_augment(config: Config) -> Augmentation | None:
     return build_augmentation(config.data.augment)
 
 
-def build_optimizer(config: Config, parameters: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    """The optimiser ``train.optimizer`` names (:data:`metriclab.optim.OPTIMIZERS`)."""
+def build_optimizer(
+    config: Config,
+    parameters: list[torch.nn.Parameter],
+    backbone: torch.nn.Module | None = None,
+) -> torch.optim.Optimizer:
+    """The optimiser ``train.optimizer`` names (:data:`metriclab.optim.OPTIMIZERS`).
+
+    With ``backbone`` given and ``train.head_lr_scale`` or ``train.freeze_backbone_steps`` set,
+    the backbone's parameters form their own group (:func:`metriclab.optim.parameter_groups`);
+    otherwise one group, as before (so older checkpoints' optimiser state still loads).
+    """
     train = config.train
-    return OPTIMIZERS.get(train.optimizer)(
-        parameters, lr=train.lr, weight_decay=train.weight_decay, momentum=train.momentum
+    split = backbone is not None and (train.head_lr_scale != 1.0 or train.freeze_backbone_steps)
+    groups: list[torch.nn.Parameter] | list[dict[str, object]] = parameters
+    if split and backbone is not None:
+        groups = parameter_groups(
+            parameters, backbone.parameters(), lr=train.lr, head_lr_scale=train.head_lr_scale
+        )
+    optimizer = OPTIMIZERS.get(train.optimizer)(
+        groups,  # type: ignore[arg-type]  # torch optimisers take parameters or groups
+        lr=train.lr,
+        weight_decay=train.weight_decay,
+        momentum=train.momentum,
     )
+    freeze_for_steps(optimizer, BACKBONE, train.freeze_backbone_steps if split else 0)
+    return optimizer
 
 
 def build_scheduler(

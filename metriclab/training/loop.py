@@ -169,7 +169,7 @@ class Trainer:
             # Some parameters sit out some objectives (the Siamese bias under a contrastive
             # loss, for one), hence find_unused_parameters.
             self.step_loss = DistributedDataParallel(self.step_loss, find_unused_parameters=True)
-        self.optimizer = build_optimizer(config, parameters)
+        self.optimizer = build_optimizer(config, parameters, self.model.embedding_net.backbone)
         self.scheduler = build_scheduler(config, self.optimizer)
         self.scaler = grad_scaler(config.train.precision)
         self.state = Progress()

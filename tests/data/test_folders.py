@@ -182,7 +182,9 @@ def test_registry_loads_every_data_set(tmp_path: Path) -> None:
     assert folder.images.shape == (4, 1, 8, 8)
     listed = load_dataset("csv", str(tmp_path / "photos" / "list.csv"), None, None, None, **options)
     assert listed.images.shape == (2, 3, 5, 6)
-    assert set(DATA_SETS) == {"digits", "omniglot", "image_folder", "csv"}
+    assert {"digits", "omniglot", "image_folder", "csv"} <= set(
+        DATA_SETS
+    )  # the others: test_registry.py
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,8 @@ from metriclab.data import (
     rotations_as_classes,
 )
 from tests.data.synthetic import write_tree
+from tests.data.test_dml import write_cars, write_cub, write_inshop, write_sop
+from tests.data.test_faces import write_faces
 from tests.data.test_folders import write_csv, write_folder
 
 QUIET = {"cache": False, "progress": False}
@@ -49,12 +51,32 @@ def _csv(root: Path) -> tuple[str, dict, LabeledImages]:
     return str(file), {}, from_csv(file, channels=3, **QUIET)
 
 
+def _dml(
+    name: str, write: Callable[[Path], Path]
+) -> Callable[[Path], tuple[str, dict, LabeledImages]]:
+    def source(root: Path) -> tuple[str, dict, LabeledImages]:
+        path = write(root / name)
+        spec = DATA_SETS.get(name)
+        channels = spec.channels or spec.default_channels
+        request = LoadRequest(
+            (path,), spec.size, channels, spec.invert, {}, cache=False, progress=False
+        )
+        return str(path), {}, spec.loader(request)
+
+    return source
+
+
 #: A tiny source for each built-in data set: (data.path, data.params, the loader called directly).
 SOURCES: dict[str, Callable[[Path], tuple[str | None, dict, LabeledImages]]] = {
     "digits": lambda root: (None, {}, digits(size=16)),
     "omniglot": _omniglot,
     "image_folder": _folder,
     "csv": _csv,
+    "cub200": _dml("cub200", write_cub),
+    "cars196": _dml("cars196", write_cars),
+    "sop": _dml("sop", write_sop),
+    "inshop": _dml("inshop", write_inshop),
+    "faces-orl": _dml("faces-orl", lambda root: write_faces(root)[1]),
 }
 
 
@@ -84,6 +106,11 @@ def test_polarity_is_declared_where_the_bytes_are_made() -> None:
         "omniglot": True,
         "image_folder": False,
         "csv": False,
+        "cub200": False,
+        "cars196": False,
+        "sop": False,
+        "inshop": False,
+        "faces-orl": False,
     }
 
 

@@ -195,3 +195,13 @@ def test_train_mean_is_stored_with_the_run(tmp_path) -> None:
     mean = store_train_mean(tmp_path, vectors)
     torch.testing.assert_close(mean, vectors.mean(0))
     torch.testing.assert_close(load_train_mean(tmp_path), mean)
+
+
+def test_sinkhorn_plan_survives_costs_whose_exp_underflows() -> None:
+    from metriclab.evaluation.fewshot.pt_map import sinkhorn
+
+    cost = torch.rand(2, 6, 3, generator=torch.Generator().manual_seed(0))
+    far = sinkhorn(cost + 50.0, lam=10.0)  # exp(−500) is 0 in float32 and float64 alike
+    assert torch.isfinite(far).all()
+    torch.testing.assert_close(far, sinkhorn(cost, lam=10.0), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(far.sum(2), torch.ones(2, 6), atol=1e-4, rtol=0)

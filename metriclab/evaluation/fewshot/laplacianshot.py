@@ -33,19 +33,25 @@ from metriclab.evaluation.method import (
 )
 
 
-def knn_affinity(query: torch.Tensor, neighbours: int) -> torch.Tensor:
-    """``W`` ``(E, Q, Q)``: ``W[e, i, j] = 1`` when query j is among the ``neighbours`` nearest
-    other queries of query i (squared L2), else 0."""
+def nearest_queries(query: torch.Tensor, neighbours: int) -> torch.Tensor:
+    """Positions ``(E, Q, k)`` of the ``neighbours`` nearest *other* queries of each query
+    (squared L2): the nonzero entries of the paper's binary kNN affinity ``W``."""
     distances = squared_l2(query, query)
     distances.diagonal(dim1=1, dim2=2).fill_(float("inf"))  # a query is not its own neighbour
-    nearest = distances.topk(neighbours, dim=-1, largest=False).indices
-    return torch.zeros_like(distances).scatter_(-1, nearest, 1.0)
+    return distances.topk(neighbours, dim=-1, largest=False).indices
 
 
-def bound(y: torch.Tensor, unary: torch.Tensor, kernel: torch.Tensor, lam: float) -> torch.Tensor:
+def affinity_times(y: torch.Tensor, nearest: torch.Tensor) -> torch.Tensor:
+    """``W y`` ``(E, Q, N)`` for the kNN affinity given by ``nearest`` ``(E, Q, k)``: a gather
+    of k rows per query instead of a dense ``(Q, Q)`` product (W has k ones per row)."""
+    e, q, _ = nearest.shape
+    offsets = torch.arange(e, device=y.device).view(e, 1, 1) * q
+    return y.flatten(0, 1)[nearest + offsets].sum(dim=2)
+
+
+def bound(y: torch.Tensor, unary: torch.Tensor, nearest: torch.Tensor, lam: float) -> torch.Tensor:
     """The upper bound of Eq. 7 per episode ``(E,)`` at soft assignments ``y`` ``(E, Q, N)``."""
-    pairwise = kernel @ y
-    terms = y * (y + 1e-12).log() + unary * y - lam * pairwise * y
+    terms = y * (y + 1e-12).log() + unary * y - lam * affinity_times(y, nearest) * y
     return terms.sum(dim=(1, 2))
 
 
@@ -76,14 +82,15 @@ class LaplacianShot(EpisodeMethod):
             )
         prototypes = rectified_prototypes(support, query, self.rectify_temperature)
         unary = squared_l2(query, prototypes)
-        kernel = knn_affinity(query, self.neighbours)
+        nearest = nearest_queries(query, self.neighbours)
         y = (-unary).softmax(dim=-1)
         active = torch.ones(len(query), dtype=torch.bool, device=query.device)
         previous = torch.full((len(query),), float("inf"), dtype=query.dtype, device=query.device)
         for step in range(self.steps):
-            updated = (-unary + self.lambda_regularization * (kernel @ y)).softmax(dim=-1)
+            pairwise = affinity_times(y, nearest)
+            updated = (-unary + self.lambda_regularization * pairwise).softmax(dim=-1)
             y = torch.where(active[:, None, None], updated, y)
-            current = bound(y, unary, kernel, self.lambda_regularization)
+            current = bound(y, unary, nearest, self.lambda_regularization)
             if step > 1:
                 # Algorithm 1 stops an episode once its bound settles (relative change ≤ 1e-6).
                 active &= (current - previous).abs() > 1e-6 * previous.abs()

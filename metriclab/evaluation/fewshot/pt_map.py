@@ -42,22 +42,35 @@ def power_transform(x: torch.Tensor, beta: float, normalize: bool) -> torch.Tens
 def sinkhorn(cost: torch.Tensor, lam: float, tolerance: float = 1e-6) -> torch.Tensor:
     """Transport plans ``(E, Q, N)`` for costs ``(E, Q, N)``: rows sum to 1, columns to Q // N.
 
-    Each episode stops when its row sums change by less than ``tolerance`` in one iteration.
+    Sinkhorn-Knopp as easyfsl and the paper run it (normalise rows, then columns; stop an
+    episode when one iteration moves its row sums by less than ``tolerance``), kept in the
+    scaling form ``plan = diag(u) · K · diag(v)`` so an iteration costs two passes over K
+    instead of rewriting the plan. Iterates in float64: in float32 the row sums jitter by ~1e-7
+    per step and the tolerance may never be met. Each row's cost is shifted to start at 0: the
+    plan does not change when a row of K is scaled, and ``exp(−λ·cost)`` cannot underflow to a
+    row of zeros.
     """
     per_class = cost.shape[1] // cost.shape[2]
-    plan = torch.exp(-lam * cost)
-    plan = plan / plan.sum(dim=(1, 2), keepdim=True)
+    cost = cost.double()
+    kernel = torch.exp(-lam * (cost - cost.amin(dim=2, keepdim=True)))
+    kernel = kernel / kernel.sum(dim=(1, 2), keepdim=True)
+    u = torch.ones(kernel.shape[:2], dtype=kernel.dtype, device=kernel.device)
+    v = torch.ones(kernel.shape[::2], dtype=kernel.dtype, device=kernel.device)
+    rows = kernel.sum(dim=2)  # row sums of the current plan, u ⊙ (K v)
     active = torch.ones(len(cost), dtype=torch.bool, device=cost.device)
     for _ in range(MAX_SINKHORN_ITERATIONS):
-        rows = plan.sum(dim=2)
-        updated = plan / (rows + 1e-10).unsqueeze(2)
-        updated = updated * (per_class / (updated.sum(dim=1) + 1e-10)).unsqueeze(1)
-        plan = torch.where(active[:, None, None], updated, plan)
-        moved = (rows - updated.sum(dim=2)).abs().amax(dim=1)
+        u_next = u / (rows + 1e-10)
+        columns = v * (kernel * u_next.unsqueeze(2)).sum(dim=1)
+        v_next = v * per_class / (columns + 1e-10)
+        rows_next = u_next * (kernel * v_next.unsqueeze(1)).sum(dim=2)
+        moved = (rows - rows_next).abs().amax(dim=1)
+        keep = active.unsqueeze(1)
+        u, v = torch.where(keep, u_next, u), torch.where(keep, v_next, v)
+        rows = torch.where(keep, rows_next, rows)
         active &= moved >= tolerance
         if not active.any():
             break
-    return plan
+    return (u.unsqueeze(2) * kernel * v.unsqueeze(1)).float()
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ All comparisons run in one process on the same inputs (synthetic clustered float
 3. Retrieval metrics (precision@1, R-precision, MAP@R, leave-one-out): PML's AccuracyCalculator
    with ``k="max_bin_count"`` (the same k ``retrieval_metrics`` uses) and with its default
    ``k=None`` (every other item), against ``retrieval_metrics``.
+5. Few-shot methods (SimpleShot, BD-CSPN, LaplacianShot, TIM, PT-MAP) against easyfsl's on the
+   same episodes and features: episodes/s and accuracy (``scripts/_fewshot_bench.py``;
+   ``--fewshot`` runs this part alone).
 4. Peak memory of a chunked flat search over a 1M × 64 gallery, measured in a subprocess as the
    rise of the resident-set high-water mark (VmHWM, reset after the index is built).
 
@@ -42,6 +45,7 @@ import numpy as np
 import torch
 
 import faiss  # isort: skip  (torch first: both bundle OpenMP runtimes)
+from _fewshot_bench import fewshot_text
 from _timing import median_seconds
 from threadpoolctl import threadpool_limits
 from torch.utils.data import DataLoader, Sampler
@@ -407,12 +411,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
     parser.add_argument("--threads", type=int, default=1, help="threads for torch, FAISS and BLAS")
+    parser.add_argument("--fewshot", action="store_true", help="only the few-shot methods part")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     threadpool_limits(args.threads)
     quick = args.quick
     episodes, repeats = (200, 2) if quick else (1000, 3)
+    fewshot = fewshot_text(50 if quick else 256, 5, ((5, 1, 15), (5, 5, 15)))
+    if args.fewshot:
+        print(fewshot, end="")
+        return
     parts = [episodes_text(*bench_episodes(episodes, repeats), episodes, repeats)]
     n_gallery, n_queries = (20_000, 2_000) if quick else (100_000, 10_000)
     parts.append(
@@ -423,6 +432,7 @@ def main() -> None:
         bench_retrieval(2_000 if quick else 5_000, None, repeats),
     ]
     parts.append(retrieval_text(retrieval))
+    parts.append(fewshot)
     n_gallery, n_queries, chunk = (100_000, 2_048, 512) if quick else (1_000_000, 4_096, 1_024)
     parts.append(
         memory_text(*bench_memory(n_gallery, n_queries, chunk, args.threads), n_gallery, chunk)

@@ -9,6 +9,14 @@ from metriclab.evaluation.episodes import (
     confidence_interval,
     evaluate_episodes,
 )
+from metriclab.evaluation.fewshot import (
+    BDCSPN,
+    PTMAP,
+    TIM,
+    Finetune,
+    LaplacianShot,
+    SimpleShot,
+)
 from metriclab.evaluation.index import FaissIndex
 from metriclab.evaluation.knn import (
     RetrievalMetrics,
@@ -17,6 +25,7 @@ from metriclab.evaluation.knn import (
     majority_vote,
     retrieval_metrics,
 )
+from metriclab.evaluation.method import EpisodeMethod, ScorerContext
 from metriclab.evaluation.report import (
     KnnAccuracy,
     Report,
@@ -39,17 +48,25 @@ from metriclab.evaluation.verification import (
 )
 
 __all__ = [
+    "BDCSPN",
+    "PTMAP",
     "RECALL_KS",
+    "TIM",
     "AlignedHead",
     "Embeddings",
+    "EpisodeMethod",
     "EpisodeResult",
     "FaissIndex",
+    "Finetune",
     "KnnAccuracy",
+    "LaplacianShot",
     "PairScorer",
     "Report",
     "RetrievalMetrics",
     "RetrievalScores",
     "Scorer",
+    "ScorerContext",
+    "SimpleShot",
     "VerificationResult",
     "benchmark_scores",
     "confidence_interval",

@@ -13,13 +13,17 @@ from metriclab.data import EpisodeSet
 from metriclab.distances import L2, Distance
 from metriclab.evaluation.embed import Embeddings
 from metriclab.evaluation.knn import majority_vote
+from metriclab.evaluation.method import EpisodeMethod, ScorerContext
 from metriclab.registry import Registry
 
 #: A learned pair head: ``(E, Nq, D)`` queries × ``(E, Ns, D)`` support → ``(E, Nq, Ns)`` scores,
 #: higher = more alike; e.g. ``SiameseNet.logit_matrix`` (Koch et al. 2015).
 PairScorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-#: A name in :data:`SCORERS`, a metriclab distance or a :data:`PairScorer`.
-Scorer = str | Distance | PairScorer
+#: A name in :data:`SCORERS`, a metriclab distance, a :data:`PairScorer` or an
+#: :class:`~metriclab.evaluation.method.EpisodeMethod` (SimpleShot, TIM, …).
+Scorer = str | Distance | PairScorer | EpisodeMethod
+#: Builds a registered method from what the evaluated run offers (e.g. its training mean).
+MethodFactory = Callable[[ScorerContext], EpisodeMethod]
 
 
 @dataclass(frozen=True)
@@ -32,10 +36,19 @@ class EpisodeScorer:
         pair_head: score query × support pairs with the model's learned pair head (e.g.
             ``SiameseNet.logit_matrix``, Koch et al. 2015) instead of ``−distance``; the caller
             supplies the head through :func:`scorer_for`.
+        transductive: a query's label depends on the other queries of its episode; reports say
+            so, and such figures are never compared with inductive ones.
+        method: builds the batched :class:`EpisodeMethod` this name stands for (few-shot methods
+            under :mod:`metriclab.evaluation.fewshot`); None for the distance scorers.
+        train_mean: the method centres on the run's training-class mean, so evaluating a run
+            embeds its training classes and stores their mean (SimpleShot).
     """
 
     prototype: bool
     pair_head: bool = False
+    transductive: bool = False
+    method: MethodFactory | None = None
+    train_mean: bool = False
 
 
 #: ``eval.scorer`` names → what they mean; config validation and error messages read it.
@@ -45,10 +58,16 @@ SCORERS.register("nearest", EpisodeScorer(prototype=False))
 SCORERS.register("siamese", EpisodeScorer(prototype=False, pair_head=True))
 
 
-def scorer_for(name: str, pair_head: PairScorer | None = None) -> Scorer:
-    """The :func:`evaluate_episodes` scorer a scorer name stands for: the name itself, or
-    ``pair_head`` for names that score with the model's learned head (``siamese``)."""
-    if not SCORERS.get(name).pair_head:
+def scorer_for(
+    name: str, pair_head: PairScorer | None = None, *, context: ScorerContext | None = None
+) -> Scorer:
+    """The :func:`evaluate_episodes` scorer a scorer name stands for: the name itself,
+    ``pair_head`` for names that score with the model's learned head (``siamese``), or the
+    method built from ``context`` (e.g. SimpleShot centred on ``context.train_mean``)."""
+    spec = SCORERS.get(name)
+    if spec.method is not None:
+        return spec.method(context or ScorerContext())
+    if not spec.pair_head:
         return name
     if pair_head is None:
         raise ValueError(
@@ -69,6 +88,12 @@ class EpisodeResult:
     ci95: float
     per_episode: np.ndarray
     scorer: str = ""
+    transductive: bool = False
+
+    @property
+    def inference(self) -> str:
+        """``"transductive"`` (queries of an episode informed each other) or ``"inductive"``."""
+        return "transductive" if self.transductive else "inductive"
 
     def __str__(self) -> str:
         return f"{100 * self.mean:.2f} ± {100 * self.ci95:.2f} %"
@@ -95,8 +120,28 @@ def _ranking(distance: Distance) -> PairScorer:
     return lambda queries, support: -metric.matrix(queries, support)
 
 
-def _resolve(scorer: Scorer, distance: Distance | None) -> tuple[bool, PairScorer, str]:
-    """Whether to score prototypes, the pair-scoring function, and its name."""
+@dataclass(frozen=True)
+class _Resolved:
+    """How to label queries: prototypes or support items scored by ``pair``, or a ``method``."""
+
+    prototype: bool
+    pair: PairScorer | None
+    name: str
+    method: EpisodeMethod | None = None
+
+
+def _resolve(scorer: Scorer, distance: Distance | None) -> _Resolved:
+    """What a :data:`Scorer` means, with the name reports give it."""
+    if isinstance(scorer, str) and scorer in SCORERS and SCORERS.get(scorer).method is not None:
+        if distance is not None:
+            raise ValueError(
+                f"scorer {scorer!r} scores with its paper's own metric; drop distance="
+            )
+        scorer = scorer_for(scorer)
+    if isinstance(scorer, EpisodeMethod):
+        if distance is not None:
+            raise ValueError(f"{scorer.label} scores with its paper's own metric; drop distance=")
+        return _Resolved(False, None, scorer.label, scorer)
     if isinstance(scorer, str):
         if scorer not in SCORERS:
             named = ", ".join(repr(n) for n, spec in SCORERS.items() if not spec.pair_head)
@@ -113,16 +158,16 @@ def _resolve(scorer: Scorer, distance: Distance | None) -> tuple[bool, PairScore
                 f"scorer (e.g. siamese.logit_matrix), as scorer_for({scorer!r}, head) does"
             )
         metric = L2() if distance is None else distance
-        return spec.prototype, _ranking(metric), f"{scorer} ({metric.name})"
+        return _Resolved(spec.prototype, _ranking(metric), f"{scorer} ({metric.name})")
     if distance is not None:
         raise ValueError(
             "distance applies to scorer='prototype' or 'nearest' only; a distance or pair head "
             "passed as scorer already scores the pairs, so drop distance="
         )
     if isinstance(scorer, Distance):
-        return False, _ranking(scorer), f"nearest ({scorer.name})"
+        return _Resolved(False, _ranking(scorer), f"nearest ({scorer.name})")
     if callable(scorer):
-        return False, scorer, "pair head"
+        return _Resolved(False, scorer, "pair head")
     raise ValueError(
         f"scorer must be a string, a distance or a callable, got {type(scorer).__name__}"
     )
@@ -142,23 +187,29 @@ def _check_labels(
         )
 
 
-def _predict(
-    pair: PairScorer, prototype: bool, k: int, query: torch.Tensor, support: torch.Tensor
-) -> torch.Tensor:
-    """Class positions predicted for ``(e, NQ, D)`` queries given ``(e, N, K, D)`` support."""
-    e, _, k_shot, _ = support.shape
-    candidates = support.mean(dim=2) if prototype else support.flatten(1, 2)
-    scores = pair(query, candidates)
-    expected = (e, query.shape[1], candidates.shape[1])
+def _checked(scores: torch.Tensor, expected: tuple[int, ...], what: str) -> torch.Tensor:
     if tuple(scores.shape) != expected:
         raise ValueError(
-            f"the pair scorer returned shape {tuple(scores.shape)}, expected {expected}: it must map "
-            "(E, Nq, D) queries × (E, Ns, D) support to (E, Nq, Ns) scores"
+            f"the {what} returned shape {tuple(scores.shape)}, expected {expected}: it must map "
+            "(E, Nq, D) queries to (E, Nq, candidates) scores"
         )
     if not torch.isfinite(scores).all():
-        raise ValueError(
-            "the pair scorer returned NaN or infinite scores; check the model's weights"
-        )
+        raise ValueError(f"the {what} returned NaN or infinite scores; check the model's weights")
+    return scores
+
+
+def _predict(how: _Resolved, k: int, query: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+    """Class positions predicted for ``(e, NQ, D)`` queries given ``(e, N, K, D)`` support."""
+    e, n_way, k_shot, _ = support.shape
+    if how.method is not None:
+        scores = _checked(how.method(support, query), (e, query.shape[1], n_way), how.name)
+        return scores.argmax(dim=-1)
+    prototype, pair = how.prototype, how.pair
+    assert pair is not None  # _resolve gives a pair scorer whenever there is no method
+    candidates = support.mean(dim=2) if prototype else support.flatten(1, 2)
+    scores = _checked(
+        pair(query, candidates), (e, query.shape[1], candidates.shape[1]), "pair scorer"
+    )
     if prototype:
         return scores.argmax(dim=-1)
     if k == 1:
@@ -189,18 +240,24 @@ def evaluate_episodes(
     * a metriclab :class:`Distance` instance: ``"nearest"`` under that distance.
     * a callable :data:`PairScorer` (e.g. ``siamese.logit_matrix``): scores every query × support
       pair; then k-NN as for ``"nearest"``, with higher scores nearer.
+    * a few-shot method, by name (``"bd_cspn"``, ``"tim"``, …; see :data:`SCORERS` and
+      :mod:`metriclab.evaluation.fewshot`) or as an :class:`EpisodeMethod` instance (e.g.
+      ``SimpleShot(train_mean)``): each query goes to its best-scoring class. The result says
+      whether the method was transductive.
 
     Equal best scores go to the lowest class (prototype) or support position (nearest). Episodes
     are scored ``chunk`` at a time as one batched tensor computation.
 
     Raises ``ValueError`` when an episode item is not in ``embeddings`` or its labels disagree.
     """
-    prototype, pair, name = _resolve(scorer, distance)
+    how = _resolve(scorer, distance)
+    prototype, name = how.prototype, how.name
     n_way, k_shot, n_query = episodes.n_way, episodes.k_shot, episodes.n_query
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n_way * k_shot:
         raise ValueError(f"k must be an integer in [1, N·K = {n_way * k_shot}], got {k}")
-    if prototype and k != 1:
-        raise ValueError("k applies to nearest-neighbour scorers; scorer='prototype' needs k=1")
+    if (prototype or how.method is not None) and k != 1:
+        which = "'prototype'" if prototype else name
+        raise ValueError(f"k applies to nearest-neighbour scorers; scorer={which} needs k=1")
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, got {chunk}")
     support_pos, query_pos = episodes.resolve(embeddings.item_ids)
@@ -210,10 +267,15 @@ def evaluate_episodes(
     for start in range(0, episodes.n_episodes, chunk):
         support = embeddings.vectors[torch.from_numpy(support_pos[start : start + chunk])]
         query = embeddings.vectors[torch.from_numpy(query_pos[start : start + chunk])]
-        predicted = _predict(pair, prototype, k, query.flatten(1, 2), support)
+        predicted = _predict(how, k, query.flatten(1, 2), support)
         correct.append((predicted.cpu() == truth).sum(dim=1))
     per_episode = torch.cat(correct).numpy().astype(np.float64) / (n_way * n_query)
     label = name if prototype or k == 1 else f"{k}-NN {name.removeprefix('nearest ')}"
+    transductive = how.method is not None and how.method.transductive
     return EpisodeResult(
-        float(per_episode.mean()), confidence_interval(per_episode), per_episode, label
+        float(per_episode.mean()),
+        confidence_interval(per_episode),
+        per_episode,
+        label,
+        transductive,
     )

@@ -71,6 +71,7 @@ class Report:
                     "ci95": _finite(r.ci95),
                     "episodes": len(r.per_episode),
                     "scorer": r.scorer,
+                    "inference": r.inference,
                 }
                 for name, r in self.episodes.items()
             },
@@ -112,7 +113,10 @@ class Report:
         rows = [("metric", "value")]
         if self.views > 1:
             rows.append(("test-time augmentation", f"mean of {self.views} views per image"))
-        rows += [(f"{name} accuracy", str(result)) for name, result in self.episodes.items()]
+        rows += [
+            (f"{name} accuracy ({result.inference})", str(result))
+            for name, result in self.episodes.items()
+        ]
         rows.append(
             (
                 f"kNN accuracy (k={self.knn.k}, {self.knn.shots}-shot gallery)",

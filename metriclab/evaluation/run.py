@@ -19,17 +19,36 @@ from metriclab.atomic import write_text
 from metriclab.config import Config, ConfigError, apply_threads
 from metriclab.data import EpisodeSet, LabeledImages, load_omniglot_runs, tta_views
 from metriclab.evaluation.embed import embed
-from metriclab.evaluation.episodes import EpisodeResult, Scorer, evaluate_episodes, scorer_for
+from metriclab.evaluation.episodes import (
+    SCORERS,
+    EpisodeResult,
+    Scorer,
+    evaluate_episodes,
+    scorer_for,
+)
+from metriclab.evaluation.fewshot import store_train_mean
+from metriclab.evaluation.method import ScorerContext
 from metriclab.evaluation.report import Report, evaluate_embeddings
 from metriclab.models import SiameseNet
-from metriclab.runs import open_run
+from metriclab.runs import Run, open_run
 
 RESULTS = "results.json"
 
 
-def run_scorer(config: Config, model: SiameseNet) -> Scorer:
-    """The episode scorer ``eval.scorer`` names; ``siamese`` is the model's learned pair head."""
-    return scorer_for(config.eval.scorer, model.logit_matrix)
+def run_scorer(config: Config, model: SiameseNet, context: ScorerContext | None = None) -> Scorer:
+    """The episode scorer ``eval.scorer`` names; ``siamese`` is the model's learned pair head,
+    a few-shot method is built from ``context`` (see :func:`scorer_context`)."""
+    return scorer_for(config.eval.scorer, model.logit_matrix, context=context)
+
+
+def scorer_context(run: Run, views: torch.Tensor | None, progress: bool) -> ScorerContext:
+    """What the run's scorer needs from the run: for a scorer that centres on the training-class
+    mean (SimpleShot), the mean embedding of the classes it trained on, embedded as the test
+    images are and stored in the run folder (``train_mean.pt``)."""
+    if not SCORERS.get(run.config.eval.scorer).train_mean:
+        return ScorerContext()
+    fit = embed(run.model.embedding_net, run.data.fit, progress=progress, views=views)
+    return ScorerContext(train_mean=store_train_mean(run.folder, fit.vectors))
 
 
 def run_views(config: Config) -> torch.Tensor | None:
@@ -120,7 +139,8 @@ def evaluate_run(
     run = open_run(run_dir, overrides)
     config, model, test = run.config, run.model, run.data.test
     apply_threads(config)  # the thread count the run trained with: same sums, same figures
-    scorer = run_scorer(config, model)
+    views = run_views(config)
+    scorer = run_scorer(config, model, scorer_context(run, views, progress))
     sampled = {}
     if config.eval.episodes:
         check_episodes_fit(config, test, run_dir)
@@ -130,7 +150,6 @@ def evaluate_run(
             config.eval.episodes, seed=config.eval.seed, within_group=config.eval.within_group,
         )  # fmt: skip
     files = [Path(f) for f in config.eval.episode_files or []] + list(episode_files or [])
-    views = run_views(config)
     on_test, separate = _score_files(files, config, model, scorer, test, views)
     embeddings = embed(model.embedding_net, test, progress=progress, views=views)
     report = evaluate_embeddings(

@@ -13,6 +13,7 @@ from metriclab.training.builders import (
     load_data,
     split_validation,
 )
+from metriclab.training.cot import CotObjective  # registers train.objective=cot
 from metriclab.training.loop import CONFIG, RESUMABLE, NonFiniteLoss, Trainer, train
 from metriclab.training.objectives import OBJECTIVES, build_objective
 from metriclab.training.runs import RESULTS, evaluate_run, load_run, open_run
@@ -26,6 +27,7 @@ __all__ = [
     "OBJECTIVES",
     "RESULTS",
     "RESUMABLE",
+    "CotObjective",
     "NonFiniteLoss",
     "Trainer",
     "build_data",

@@ -131,7 +131,9 @@ class StepLoss(nn.Module):
         self.model = model
         self.objective = objective
 
-    def forward(self, step: int) -> tuple[torch.Tensor, int]:
+    def forward(self, step: int, phase: int = 0) -> tuple[torch.Tensor, int]:
+        if phase:
+            return self.objective.phase_loss(self.model, step, phase)
         return self.objective.loss(self.model, step)
 
 
@@ -335,6 +337,8 @@ class Trainer:
         with warmed_up(self.optimizer, self.step, train.warmup):
             self.scaler.step(self.optimizer)
         self.scaler.update()
+        for phase in range(1, self.objective.phases):  # further steps on this batch (COT)
+            self._phase_step(phase)
         self.scheduler.step()
         return torch.stack(losses).mean(), used
 
@@ -343,6 +347,31 @@ class Trainer:
         if skip and isinstance(self.step_loss, DistributedDataParallel):
             return self.step_loss.no_sync()
         return contextlib.nullcontext()
+
+    def _phase_step(self, phase: int) -> None:
+        """One more optimiser step on the step's batch, for an objective with several phases."""
+        autocast = (
+            torch.autocast("cuda", dtype=torch.float16)
+            if self.use_amp
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            loss, _ = self.step_loss(self.step, phase)
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(
+                f"the loss of phase {phase} became {loss.item()} at step {self.step}; "
+                "lower train.lr or set train.clip_grad"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.config.train.clip_grad is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(
+                [p for group in self.optimizer.param_groups for p in group["params"]],
+                self.config.train.clip_grad,
+            )
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
 
     def _validate_and_keep_best(self) -> float:
         accuracy = self.validate()

@@ -61,6 +61,9 @@ class Objective(nn.Module):
     """
 
     produces: ClassVar[tuple[LossInput, ...]] = ()
+    #: Optimiser steps per training step: >1 when the objective takes further steps on the same
+    #: batch after the first (COT's complement step); the loop asks :meth:`phase_loss` for them.
+    phases: ClassVar[int] = 1
 
     def __init__(self, setup: Setup) -> None:
         super().__init__()
@@ -99,6 +102,10 @@ class Objective(nn.Module):
     def loss(self, model: SiameseNet, step: int) -> tuple[torch.Tensor, int]:
         """The loss of ``step`` and the number of images it consumed."""
         raise NotImplementedError
+
+    def phase_loss(self, model: SiameseNet, step: int, phase: int) -> tuple[torch.Tensor, int]:
+        """The loss of phase ``phase`` (1 … ``phases − 1``) of ``step``, after phase 0's update."""
+        raise NotImplementedError(f"{type(self).__name__} has a single phase")
 
 
 #: Every training objective a config can name (``train.objective``).

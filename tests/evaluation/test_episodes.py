@@ -165,7 +165,10 @@ def test_items_with_mixed_labels_are_named(problem) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"scorer": "protoype"}, "scorer must be 'prototype', 'nearest', a metriclab distance"),
+        (
+            {"scorer": "protoype"},
+            "scorer must be 'prototype', 'nearest', .*'tim', a metriclab distance",
+        ),
         ({"scorer": nonlinear_head, "distance": L2()}, "distance applies to scorer='prototype'"),
         ({"scorer": L2(), "distance": L1()}, "distance applies to scorer='prototype'"),
         ({"scorer": "nearest", "k": 13}, r"k must be an integer in \[1, N·K = 12\], got 13"),

@@ -8,6 +8,7 @@ from metriclab.data import EpisodeSet
 from metriclab.distances import L1
 from metriclab.evaluation import Embeddings, evaluate_episodes
 from metriclab.evaluation.episodes import SCORERS, scorer_for
+from metriclab.evaluation.method import ScorerContext
 from tests.helpers import tiny_images
 
 
@@ -18,7 +19,8 @@ def separable() -> tuple:
     centres = torch.eye(4) * 10.0
     noise = 0.01 * torch.randn(len(data), 4, generator=torch.Generator().manual_seed(0))
     vectors = Embeddings(centres[data.labels] + noise, data.labels, data.item_ids)
-    episodes = EpisodeSet.sample(data, n_way=3, k_shot=2, n_query=2, episodes=5, seed=0)
+    # 3 queries per class: LaplacianShot links each query to its 2 nearest other queries
+    episodes = EpisodeSet.sample(data, n_way=3, k_shot=2, n_query=3, episodes=5, seed=0)
     return vectors, episodes
 
 
@@ -29,7 +31,9 @@ def pair_head(queries: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("name", list(SCORERS))
 def test_every_registered_scorer_scores_a_tiny_episode(name: str) -> None:
     vectors, episodes = separable()
-    result = evaluate_episodes(vectors, episodes, scorer_for(name, pair_head))
+    # SimpleShot centres on a training mean: here the origin, away from every cluster
+    context = ScorerContext(train_mean=torch.zeros(4))
+    result = evaluate_episodes(vectors, episodes, scorer_for(name, pair_head, context=context))
     assert result.per_episode.shape == (5,)
     assert result.mean == 1.0
 

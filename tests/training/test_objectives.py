@@ -36,11 +36,11 @@ FED_BY = {
     "binary_hard_mining": {"siamese"},
     "contrastive": {"siamese", "triplet"},
     "triplet": {"triplet"},
-    "cross_entropy": {"classifier"},
-    "cosine": {"classifier"},
-    "ohem": {"classifier"},  # as wrapped around cosine in NEEDS
-    "hard_mining": {"classifier"},
-    "complement_cross_entropy": {"classifier"},
+    "cross_entropy": {"classifier", "cot"},
+    "cosine": {"classifier", "cot"},
+    "ohem": {"classifier", "cot"},  # as wrapped around cosine in NEEDS
+    "hard_mining": {"classifier", "cot"},
+    "complement_cross_entropy": {"classifier", "cot"},
     "camri": {"classifier"},
 }
 
@@ -110,7 +110,7 @@ def test_cli_refuses_a_loss_the_objective_cannot_feed(tmp_path: Path, capsys) ->
     assert main([*run, "train.loss=cross_entropy"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: loss 'cross_entropy' consumes class logits (B, C)")
-    assert "use train.objective=classifier (objectives that can feed it: classifier)" in err
+    assert "use train.objective=classifier (objectives that can feed it: classifier, cot)" in err
     assert "Traceback" not in err
     assert main([*run, "train.objective=episodic", "train.loss=triplet"]) == 2
     err = capsys.readouterr().err
@@ -178,7 +178,7 @@ def test_a_toy_loss_registered_from_a_test_trains_through_the_config(tmp_path: P
 
 
 def test_objectives_registry_keeps_its_names() -> None:
-    assert set(OBJECTIVES) == {"siamese", "triplet", "episodic", "classifier"}
+    assert set(OBJECTIVES) == {"siamese", "triplet", "episodic", "classifier", "cot"}
     assert "siamese" in OBJECTIVES
     with pytest.raises(ValueError, match="unknown objective 'siamse' .*did you mean 'siamese'"):
         OBJECTIVES.get("siamse")

@@ -1,0 +1,134 @@
+"""The few-shot methods against easyfsl on identical episodes and precomputed features.
+
+Used by ``scripts/bench_eval.py`` (its "Few-shot methods" section; ``--fewshot`` runs it alone).
+easyfsl is run the way its ``evaluate`` loop runs a task (a fresh classifier per episode,
+``process_support_set`` then ``forward``) but called directly on feature tensors, without its
+DataLoader, which only flatters easyfsl. metriclab scores the same episodes as an ``EpisodeSet``
+through ``evaluate_episodes`` (id lookup, gather, 256 episodes per batch), all included.
+Both sides use easyfsl's hyperparameters, so the labels should agree query for query.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+
+import numpy as np
+import torch
+from _timing import median_seconds
+
+from metriclab.data import EpisodeSet
+from metriclab.evaluation import Embeddings, evaluate_episodes
+from metriclab.evaluation.fewshot import BDCSPN, PTMAP, TIM, LaplacianShot, SimpleShot
+from metriclab.evaluation.method import EpisodeMethod
+
+DIM = 64
+
+
+def features(classes: int, per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Non-negative (post-ReLU, as PT-MAP expects) Gaussian clusters ``(C·P, 64)`` of unit mean
+    norm (so that easyfsl's float32 Sinkhorn does not underflow), and labels."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    centres = torch.randn(classes, DIM, generator=generator)
+    noisy = centres[labels] + 1.3 * torch.randn(len(labels), DIM, generator=generator)
+    noisy = noisy.relu()
+    return noisy / noisy.norm(dim=1).mean(), labels
+
+
+def sample(labels: torch.Tensor, n: int, k: int, q: int, count: int, seed: int) -> np.ndarray:
+    """``(count, n, k + q)`` item positions: seeded classes and items, class-major."""
+    rng = np.random.default_rng(seed)
+    by_class = [np.flatnonzero(labels.numpy() == c) for c in range(int(labels.max()) + 1)]
+    episodes = np.empty((count, n, k + q), dtype=np.int64)
+    for e in range(count):
+        for i, c in enumerate(rng.choice(len(by_class), n, replace=False)):
+            episodes[e, i] = rng.choice(by_class[c], k + q, replace=False)
+    return episodes
+
+
+def easyfsl_run(
+    build: Callable[[], torch.nn.Module], vectors: torch.Tensor, items: np.ndarray, k: int
+) -> np.ndarray:
+    """easyfsl's labels ``(E, N·Q)`` for every episode, one task at a time."""
+    n = items.shape[1]
+    support_labels = torch.arange(n).repeat_interleave(k)
+    predictions = []
+    for episode in torch.from_numpy(items):
+        model = build()
+        model.process_support_set(vectors[episode[:, :k].flatten()], support_labels)
+        with torch.no_grad():
+            predictions.append(model(vectors[episode[:, k:].flatten()]).argmax(-1))
+    return torch.stack(predictions).numpy()
+
+
+def pairs(
+    train_mean: torch.Tensor,
+) -> list[tuple[str, EpisodeMethod, Callable[[], torch.nn.Module]]]:
+    """(name, metriclab method, easyfsl classifier factory) with easyfsl's hyperparameters."""
+    from easyfsl import methods
+
+    return [
+        ("SimpleShot", SimpleShot(train_mean),
+         lambda: methods.SimpleShot(feature_centering=train_mean, feature_normalization=2)),
+        ("BD-CSPN", BDCSPN(temperature=1.0), methods.BDCSPN),
+        ("LaplacianShot", LaplacianShot(neighbours=2, rectify_temperature=1.0), methods.LaplacianShot),
+        ("TIM", TIM(), methods.TIM),
+        ("PT-MAP", PTMAP(normalize=False), methods.PTMAP),
+    ]  # fmt: skip
+
+
+def bench_fewshot(
+    episodes: int, repeats: int, settings: tuple[tuple[int, int, int], ...]
+) -> tuple[list[str], list[float]]:
+    """Markdown rows and the speed-ups, one per (setting, method)."""
+    vectors, labels = features(100, 40, seed=0)
+    train_mean = features(64, 20, seed=1)[0].mean(0)  # other (training) classes
+    embeddings = Embeddings(vectors, labels, tuple(str(i) for i in range(len(labels))))
+    rows, ratios = [], []
+    for n, k, q in settings:
+        items = sample(labels, n, k, q, episodes, seed=n * 100 + k)
+        ids = items.astype(str)
+        classes = labels.numpy()[items[:, :, 0]].astype(str)
+        episode_set = EpisodeSet(classes, ids[:, :, :k], ids[:, :, k:], {"source": "bench"})
+        truth = np.arange(n).repeat(q)
+        for name, method, build in pairs(train_mean):
+            start = time.perf_counter()  # one run: easyfsl's PT-MAP takes ~0.2 s per episode
+            theirs = easyfsl_run(build, vectors, items, k)
+            theirs_time = time.perf_counter() - start
+            run = partial(evaluate_episodes, embeddings, episode_set, method)
+            ours = run()
+            ours_time = median_seconds(run, repeats)
+            theirs_acc = float((theirs == truth).mean())
+            ratios.append(theirs_time / ours_time)
+            rows.append(
+                f"| {n}-way {k}-shot {q}-query | {name} | {method.label} "
+                f"| {'transductive' if method.transductive else 'inductive'} "
+                f"| {episodes / theirs_time:,.0f} | {episodes / ours_time:,.0f} "
+                f"| {theirs_time / ours_time:,.1f}× | {100 * theirs_acc:.2f} % "
+                f"| {100 * ours.mean:.2f} % | {100 * abs(ours.mean - theirs_acc):.2f} pt |"
+            )
+    return rows, ratios
+
+
+def fewshot_text(episodes: int, repeats: int, settings: tuple[tuple[int, int, int], ...]) -> str:
+    rows, ratios = bench_fewshot(episodes, repeats, settings)
+    verdict = "met" if min(ratios) >= 10 else "**not met** for some rows"
+    return f"""**Few-shot methods against easyfsl** ({episodes} seeded episodes per setting, identical
+for both; 100 classes × 40 precomputed non-negative 64-d vectors of unit mean norm; SimpleShot centres on the mean of
+64 other classes). easyfsl runs each task as its `evaluate` loop does (fresh classifier,
+`process_support_set`, `forward`) but directly on feature tensors, without its DataLoader;
+metriclab runs `evaluate_episodes(embeddings, episode_set, method)` (id lookup and gathers
+included). Both sides use easyfsl's hyperparameters (BD-CSPN ε = 1, LaplacianShot λ = 0.7 with 2
+neighbours, TIM 50 Adam steps, PT-MAP without the unit-norm step), so labels should match query
+for query; SimpleShot differs on purpose with K > 1 (the paper's Euclidean nearest centroid, not
+easyfsl's cosine). easyfsl's time is one run (it is the slow side, and the run that gives its
+labels); metriclab's is the median of {repeats} runs after that first one.
+
+| setting | method | metriclab scorer | inference | easyfsl (episodes/s) | metriclab (episodes/s) | speed-up | easyfsl accuracy | metriclab accuracy | gap |
+| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |
+{chr(10).join(rows)}
+
+The target of ≥ 10× is {verdict} (smallest speed-up {min(ratios):.1f}×).
+"""

@@ -328,6 +328,15 @@ class Trainer:
                 self.scaler.scale(scaled).backward()
             losses.append(loss.detach().float())
             used += images
+        self._update()
+        for phase in range(1, self.objective.phases):  # further steps on this batch (COT)
+            self._phase_step(phase, batch)
+        self.scheduler.step()
+        return torch.stack(losses).mean(), used
+
+    def _update(self) -> None:
+        """Clip (if asked), take the optimiser step at the warmed-up rate, update the scaler."""
+        train = self.config.train
         if train.clip_grad is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(
@@ -337,10 +346,6 @@ class Trainer:
         with warmed_up(self.optimizer, self.step, train.warmup):
             self.scaler.step(self.optimizer)
         self.scaler.update()
-        for phase in range(1, self.objective.phases):  # further steps on this batch (COT)
-            self._phase_step(phase)
-        self.scheduler.step()
-        return torch.stack(losses).mean(), used
 
     def _no_sync(self, skip: bool) -> contextlib.AbstractContextManager[None]:
         """DDP's ``no_sync`` while accumulating (gradients are all-reduced on the last batch)."""
@@ -348,15 +353,12 @@ class Trainer:
             return self.step_loss.no_sync()
         return contextlib.nullcontext()
 
-    def _phase_step(self, phase: int) -> None:
-        """One more optimiser step on the step's batch, for an objective with several phases."""
-        autocast = (
-            torch.autocast("cuda", dtype=torch.float16)
-            if self.use_amp
-            else contextlib.nullcontext()
-        )
-        with autocast:
-            loss, _ = self.step_loss(self.step, phase)
+    def _phase_step(self, phase: int, batch: int) -> None:
+        """One more optimiser step on ``batch`` (the step's last), for an objective with several
+        phases, at the run's precision and warm-up."""
+        train = self.config.train
+        with autocast(train.precision, train.device):
+            loss, _ = self.step_loss(batch, phase)
         if not torch.isfinite(loss):
             raise NonFiniteLoss(
                 f"the loss of phase {phase} became {loss.item()} at step {self.step}; "
@@ -364,14 +366,7 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        if self.config.train.clip_grad is not None:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(
-                [p for group in self.optimizer.param_groups for p in group["params"]],
-                self.config.train.clip_grad,
-            )
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        self._update()
 
     def _validate_and_keep_best(self) -> float:
         accuracy = self.validate()

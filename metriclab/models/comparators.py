@@ -121,13 +121,15 @@ class RelationComparator(Comparator):
     """Relation Networks: ``r_{n,j} = g_φ([Σ_k f(x_{n,k}), f(x_j)])`` (Sung et al. 2018, Eq. 1–2):
     the class feature is the sum of its shots' embeddings, concatenated with the query's.
 
-    The paper's relation module is two conv blocks then FC layers on feature maps; over
-    embedding vectors it is the FC part: ``Linear(2D, hidden) → ReLU → Linear(hidden, 1) →
-    sigmoid``. The paper's FC layer has 8 units, after conv blocks that do most of the
-    comparing; here the MLP is the whole comparator, and with 8 units it collapsed on digits to
-    scores that ignore the query (MSE stuck at the chance value 0.16), so ``hidden`` defaults to
-    64. ``forward`` returns relation scores ``(E, Q, N)`` in [0, 1] (train with MSE to one-hot
-    targets, paper Eq. 3).
+    The paper's relation module is two conv–batch-norm–ReLU blocks then FC layers (8 units,
+    then 1 with a sigmoid) on feature maps; over embedding vectors it is ``Linear(2D, hidden) →
+    BatchNorm1d → ReLU → Linear(hidden, 1) → sigmoid``. Both parts matter on vectors (measured
+    on digits, 60 steps): without the batch norm the module collapsed to query-blind scores
+    (MSE stuck at 0.16, the value of answering 1/N everywhere), and with 8 units it learns far
+    slower than with 64, the default here. In training the batch norm normalises over the
+    episode's pairs, as the paper's does; in evaluation it uses its running statistics, so
+    each query is scored alone. ``forward`` returns relation scores ``(E, Q, N)`` in [0, 1]
+    (train with MSE to one-hot targets, paper Eq. 3).
     """
 
     def __init__(self, dim: int, hidden: int = 64) -> None:
@@ -138,7 +140,11 @@ class RelationComparator(Comparator):
             )
         self.hidden = hidden
         self.relation = nn.Sequential(
-            nn.Linear(2 * dim, hidden), nn.ReLU(), nn.Linear(hidden, 1), nn.Sigmoid()
+            nn.Linear(2 * dim, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 1),
+            nn.Sigmoid(),
         )
 
     def forward(self, support: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
@@ -153,7 +159,7 @@ class RelationComparator(Comparator):
             ],
             dim=-1,
         )  # (E, Q, N, 2D): class feature first, then the query, as in the paper's C(·, ·)
-        return self.relation(pairs).squeeze(-1)
+        return self.relation(pairs.flatten(0, 2)).view(e, q, n_way)
 
 
 #: ``model.comparator`` names → builders ``(dim, params) → Comparator``; ``none`` is no comparator.

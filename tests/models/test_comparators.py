@@ -74,16 +74,28 @@ def naive_matching(model: MatchingComparator, support, query) -> torch.Tensor:
 
 
 def naive_relation(model: RelationComparator, support, query) -> torch.Tensor:
-    """Sung et al. 2018, Eq. 1–2: r = g([Σ_k f(x_nk), f(x_j)]), one pair at a time."""
-    first, _, second, _ = model.relation
+    """Sung et al. 2018, Eq. 1–2: r = g([Σ_k f(x_nk), f(x_j)]), one pair at a time; the batch
+    norm with its running statistics (evaluation)."""
+    first, norm, _, second, _ = model.relation
+    scale = norm.weight / (norm.running_var + norm.eps).sqrt()
     out = torch.empty(query.shape[0], query.shape[1], support.shape[1])
     for e in range(len(support)):
         for j, q in enumerate(query[e]):
             for n in range(support.shape[1]):
                 pair = torch.cat([support[e, n].sum(0), q])
-                hidden = torch.relu(first.weight @ pair + first.bias)
+                linear = first.weight @ pair + first.bias
+                hidden = torch.relu((linear - norm.running_mean) * scale + norm.bias)
                 out[e, j, n] = torch.sigmoid(second.weight @ hidden + second.bias)[0]
     return out
+
+
+def trained_statistics(model: RelationComparator, seed: int) -> RelationComparator:
+    """The model after one training-mode pass (running statistics not the initial 0 / 1), in
+    evaluation mode."""
+    model.train()
+    with torch.no_grad():
+        model(*episodes(seed + 1))
+    return model.eval()
 
 
 def episodes(seed: int, e: int = 3, n: int = 4, k: int = 2, q: int = 3, d: int = 6):
@@ -106,7 +118,7 @@ def test_matching_equals_the_papers_formula(fce: bool, k: int) -> None:
 @pytest.mark.parametrize("k", [1, 3])
 def test_relation_equals_the_papers_formula(k: int) -> None:
     torch.manual_seed(0)
-    model = RelationComparator(6, hidden=5)
+    model = trained_statistics(RelationComparator(6, hidden=5), 2)
     support, query = episodes(2, k=k)
     with torch.no_grad():
         torch.testing.assert_close(
@@ -140,7 +152,7 @@ def test_matching_probabilities_sum_to_one_and_ignore_shot_order(
 @given(seed=st.integers(0, 2**31 - 1), k=st.integers(1, 3))
 def test_relation_scores_in_unit_interval_and_equivariant(seed: int, k: int) -> None:
     torch.manual_seed(seed)
-    model = RelationComparator(6, hidden=4)
+    model = trained_statistics(RelationComparator(6, hidden=4), seed)
     support, query = episodes(seed, k=k)
     with torch.no_grad():
         scores = model(support, query)
@@ -191,7 +203,7 @@ def test_relation_equals_easyfsl_on_the_same_module(k: int) -> None:
     """easyfsl's RelationNetworks takes feature maps (here D×1×1) and averages the shots where
     the paper sums them, so its support is given as K·x: the mean of K·x is the sum of x."""
     torch.manual_seed(0)
-    ours = RelationComparator(6, hidden=5)
+    ours = trained_statistics(RelationComparator(6, hidden=5), 4)
     support, query = episodes(4, k=k)
     theirs = easyfsl.RelationNetworks(
         nn.Identity(),

@@ -22,9 +22,18 @@ import torch.nn.functional as F
 
 from metriclab.config import ConfigError, TrainConfig
 from metriclab.data.samplers import ClassDraw
+from metriclab.losses.registry import loss_declaration
 from metriclab.models import SiameseNet
 from metriclab.models.comparators import Comparator
-from metriclab.training.objectives import OBJECTIVES, Objective, Setup, step_rng
+from metriclab.training.objectives import (
+    OBJECTIVES,
+    Objective,
+    Setup,
+    _able,
+    configured_loss,
+    consumed_by,
+    step_rng,
+)
 
 
 class ComparatorObjective(Objective):
@@ -40,9 +49,11 @@ class ComparatorObjective(Objective):
         data, config = setup.data, setup.config
         name = config.train.objective
         if config.train.loss != TrainConfig().loss:
+            loss = config.train.loss
+            fix = _able(loss_declaration(loss).consumes or consumed_by(configured_loss(setup)))
             raise ConfigError(
                 f"train.objective={name} trains with its own {self.own_loss} and feeds no "
-                f"train.loss; drop train.loss={config.train.loss}"
+                f"train.loss; drop train.loss={loss}" + (f", or {fix}" if fix else "")
             )
         if config.model.comparator != self.comparator:
             raise ConfigError(

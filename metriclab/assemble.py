@@ -7,12 +7,15 @@ never import config) and below run folders, evaluation, galleries and training, 
 
 from __future__ import annotations
 
+from torch import nn
+
 from metriclab.config import Config, ConfigError
 from metriclab.data.augment import mirrors_as_classes, rotations_as_classes
 from metriclab.data.images import LabeledImages
 from metriclab.data.registry import load_dataset
 from metriclab.distances import build_distance
 from metriclab.models.backbones import backbone
+from metriclab.models.comparators import build_comparator
 from metriclab.models.nets import EmbeddingNet, SiameseNet
 
 
@@ -111,4 +114,18 @@ def build_model(config: Config, in_channels: int, pretrained: bool = True) -> Si
         sigmoid=config.model.sigmoid,
     )
     distance = build_distance(config.model.distance, config.model.dim, config.model.distance_init)
-    return SiameseNet(embedding_net, distance)
+    siamese = SiameseNet(embedding_net, distance)
+    comparator = _comparator(config)
+    if comparator is not None:  # a submodule, so its weights travel in the model's state
+        siamese.comparator = comparator
+    return siamese
+
+
+def _comparator(config: Config) -> nn.Module | None:
+    """``model.comparator`` built for ``model.dim``, or None; bad params → :class:`ConfigError`."""
+    try:
+        return build_comparator(
+            config.model.comparator, config.model.dim, dict(config.model.comparator_params)
+        )
+    except ValueError as failure:
+        raise ConfigError(str(failure)) from None

@@ -23,6 +23,7 @@ from metriclab.data.streaming import STORAGES
 from metriclab.distances import DISTANCES
 from metriclab.evaluation.episodes import SCORERS
 from metriclab.models.backbones import check_backbone_name
+from metriclab.models.comparators import COMPARATORS
 from metriclab.optim import OPTIMIZERS, SCHEDULES
 from metriclab.precision import check_precision
 from metriclab.registry import Registry
@@ -88,6 +89,10 @@ class ModelConfig:
     sigmoid: bool = False
     weights: str = "none"
     freeze_bn: bool = False
+    #: A learned episode comparator on the embeddings (``matching``, ``relation``; ``none``) and
+    #: its parameters, trained by the objective of that name: :mod:`metriclab.models.comparators`.
+    comparator: str = "none"
+    comparator_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -278,6 +283,7 @@ class Config:
             "train.optimizer": (self.train.optimizer, OPTIMIZERS),
             "train.schedule": (self.train.schedule, SCHEDULES),
             "eval.scorer": (self.eval.scorer, SCORERS),
+            "model.comparator": (self.model.comparator, ["none", *COMPARATORS.names()]),
         }
         for key, (value, names) in choices.items():
             if value not in names:

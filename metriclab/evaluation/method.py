@@ -24,9 +24,12 @@ class ScorerContext:
 
     ``train_mean``: ``(D,)`` mean embedding of the training classes (SimpleShot's centring),
     stored with the run by :func:`metriclab.evaluation.fewshot.store_train_mean`.
+    ``comparator``: the model's learned comparator (``model.comparator``: Matching or Relation
+    Networks), which the ``matching`` and ``relation`` scorers score with.
     """
 
     train_mean: torch.Tensor | None = None
+    comparator: torch.nn.Module | None = None
 
 
 class EpisodeMethod(ABC):

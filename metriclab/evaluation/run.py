@@ -37,7 +37,10 @@ RESULTS = "results.json"
 
 def run_scorer(config: Config, model: SiameseNet, context: ScorerContext | None = None) -> Scorer:
     """The episode scorer ``eval.scorer`` names; ``siamese`` is the model's learned pair head,
-    a few-shot method is built from ``context`` (see :func:`scorer_context`)."""
+    a few-shot method is built from ``context`` (see :func:`scorer_context`) and the model's
+    learned comparator, if it has one (``matching``, ``relation``)."""
+    comparator = getattr(model, "comparator", None)  # set by build_model for model.comparator
+    context = dataclasses.replace(context or ScorerContext(), comparator=comparator)
     return scorer_for(config.eval.scorer, model.logit_matrix, context=context)
 
 

@@ -11,6 +11,13 @@ from metriclab.models.backbones import (
     output_features,
     resnet12,
 )
+from metriclab.models.comparators import (
+    COMPARATORS,
+    Comparator,
+    MatchingComparator,
+    RelationComparator,
+    build_comparator,
+)
 from metriclab.models.nets import EmbeddingNet, SiameseNet, TripletNet
 from metriclab.models.timm_backbone import timm_backbone
 from metriclab.models.torchvision_backbone import torchvision_backbone, torchvision_names
@@ -24,13 +31,18 @@ from metriclab.models.weights import (
 
 __all__ = [
     "BACKBONES",
+    "COMPARATORS",
+    "Comparator",
     "EmbeddingNet",
+    "MatchingComparator",
+    "RelationComparator",
     "ResidualBlock12",
     "SiameseNet",
     "TripletNet",
     "WeightReport",
     "apply_weights",
     "backbone",
+    "build_comparator",
     "check_backbone_name",
     "conv4",
     "freeze_batch_norm",

@@ -13,6 +13,10 @@ from metriclab.training.builders import (
     load_data,
     split_validation,
 )
+from metriclab.training.comparators import (  # registers train.objective=matching, relation
+    MatchingObjective,
+    RelationObjective,
+)
 from metriclab.training.cot import CotObjective  # registers train.objective=cot
 from metriclab.training.loop import CONFIG, RESUMABLE, NonFiniteLoss, Trainer, train
 from metriclab.training.objectives import OBJECTIVES, build_objective
@@ -28,7 +32,9 @@ __all__ = [
     "RESULTS",
     "RESUMABLE",
     "CotObjective",
+    "MatchingObjective",
     "NonFiniteLoss",
+    "RelationObjective",
     "Trainer",
     "build_data",
     "build_model",

@@ -9,6 +9,7 @@ from metriclab.distances import L1
 from metriclab.evaluation import Embeddings, evaluate_episodes
 from metriclab.evaluation.episodes import SCORERS, scorer_for
 from metriclab.evaluation.method import ScorerContext
+from metriclab.models import MatchingComparator, RelationComparator
 from tests.helpers import tiny_images
 
 
@@ -28,11 +29,30 @@ def pair_head(queries: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
     return -L1().matrix(queries, support)
 
 
+def relation_by_hand() -> RelationComparator:
+    """A relation module that compares the separable clusters (centres 10·e_i): hidden unit i
+    fires only when class feature and query both lie on axis i."""
+    model = RelationComparator(4, hidden=4).eval()
+    first, _, _, second, _ = model.relation
+    with torch.no_grad():
+        first.weight.copy_(torch.cat([torch.eye(4), torch.eye(4)], dim=1))
+        first.bias.fill_(-15.0)
+        second.weight.fill_(1.0)
+        second.bias.fill_(-2.5)
+    return model
+
+
+#: The learned comparators the comparator scorers need (untrained matching attention is already
+#: cosine attention; a relation module is set by hand).
+COMPARATORS = {"matching": lambda: MatchingComparator(4), "relation": relation_by_hand}
+
+
 @pytest.mark.parametrize("name", list(SCORERS))
 def test_every_registered_scorer_scores_a_tiny_episode(name: str) -> None:
     vectors, episodes = separable()
     # SimpleShot centres on a training mean: here the origin, away from every cluster
-    context = ScorerContext(train_mean=torch.zeros(4))
+    comparator = COMPARATORS[name]() if name in COMPARATORS else None
+    context = ScorerContext(train_mean=torch.zeros(4), comparator=comparator)
     result = evaluate_episodes(vectors, episodes, scorer_for(name, pair_head, context=context))
     assert result.per_episode.shape == (5,)
     assert result.mean == 1.0

@@ -51,8 +51,11 @@ def digits_train() -> LabeledImages:
 
 
 def _config(objective: str, loss: str) -> Config:
+    # an objective that trains a learned comparator (matching, relation) names the one it needs
+    comparator = getattr(OBJECTIVES.get(objective), "comparator", None)
+    needs = [*NEEDS.get(loss, []), *([f"model.comparator={comparator}"] if comparator else [])]
     return resolve_config(
-        None, [*SMALL, f"train.objective={objective}", f"train.loss={loss}", *NEEDS.get(loss, [])]
+        None, [*SMALL, f"train.objective={objective}", f"train.loss={loss}", *needs]
     )
 
 
@@ -82,8 +85,9 @@ def test_every_registered_loss_trains_or_is_refused_naming_who_can(
 ) -> None:
     config = _config(objective, loss)
     feeders = _feeders(loss)
-    if objective in feeders or (objective == "episodic" and loss == Config().train.loss):
-        _one_step(config, digits_train)  # episodic trains with its own loss under the default
+    own_loss = not OBJECTIVES.get(objective).produces  # episodic, matching, relation
+    if objective in feeders or (own_loss and loss == Config().train.loss):
+        _one_step(config, digits_train)  # these train with their own loss under the default
         return
     with pytest.raises(ConfigError) as refused:
         build_objective(config, digits_train, build_model(config, 1).distance)
@@ -178,7 +182,15 @@ def test_a_toy_loss_registered_from_a_test_trains_through_the_config(tmp_path: P
 
 
 def test_objectives_registry_keeps_its_names() -> None:
-    assert set(OBJECTIVES) == {"siamese", "triplet", "episodic", "classifier", "cot"}
+    assert set(OBJECTIVES) == {
+        "siamese",
+        "triplet",
+        "episodic",
+        "classifier",
+        "cot",
+        "matching",
+        "relation",
+    }
     assert "siamese" in OBJECTIVES
     with pytest.raises(ValueError, match="unknown objective 'siamse' .*did you mean 'siamese'"):
         OBJECTIVES.get("siamse")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from metriclab.config import Config, ConfigError
 from metriclab.data.augment import mirrors_as_classes, rotations_as_classes
 from metriclab.data.images import LabeledImages
-from metriclab.data.registry import load_dataset
+from metriclab.data.registry import DATA_SETS, load_dataset
 from metriclab.distances import build_distance
 from metriclab.models.backbones import backbone
 from metriclab.models.nets import EmbeddingNet, SiameseNet
@@ -93,9 +93,12 @@ def build_model(config: Config, in_channels: int, pretrained: bool = True) -> Si
     """The embedding network and distance head a config describes.
 
     ``pretrained=False`` skips ``model.weights`` (a checkpoint is about to replace them, and the
-    pretrained file need not exist where a finished run is evaluated).
+    pretrained file need not exist where a finished run is evaluated). The input normalisation
+    is the one the data set declares (its registry entry's mean and std), built into the network
+    so training, evaluation, export and the bundle runtime all feed it alike.
     """
     model = config.model
+    declared = DATA_SETS.get(config.data.name).preprocess(config.data.size, in_channels)
     embedding_net = EmbeddingNet(
         backbone(
             model.backbone,
@@ -109,6 +112,8 @@ def build_model(config: Config, in_channels: int, pretrained: bool = True) -> Si
         image_size=config.data.size,
         normalize=config.model.normalize,
         sigmoid=config.model.sigmoid,
+        mean=declared.mean,
+        std=declared.std,
     )
     distance = build_distance(config.model.distance, config.model.dim, config.model.distance_init)
     return SiameseNet(embedding_net, distance)

@@ -27,6 +27,7 @@ from metriclab.data import EpisodeSet, LabeledImages
 from metriclab.evaluation import embed, evaluate_episodes
 from metriclab.evaluation.episodes import SCORERS
 from metriclab.models import SiameseNet
+from metriclab.optim import length_is_fixed
 from metriclab.plots import plot_curves
 from metriclab.precision import autocast, grad_scaler
 from metriclab.runs import SPLIT, RecordedSplit, split_data
@@ -114,11 +115,13 @@ def resume_config(
                 "can); start a new --run-dir to change it"
             )
     resumed = config_from_dict(apply_overrides(values, overrides or []))
-    if resumed.train.steps != saved.train.steps and saved.train.schedule == "cosine":
+    schedule = saved.train.schedule
+    if resumed.train.steps != saved.train.steps and length_is_fixed(schedule):
         raise ConfigError(
-            f"train.steps cannot change when resuming {run_dir}: its cosine schedule anneals the "
-            f"learning rate over train.steps={saved.train.steps}; start a new --run-dir with "
-            f"train.steps={resumed.train.steps}"
+            f"train.steps cannot change when resuming {run_dir}: its {schedule} schedule anneals "
+            f"the learning rate over train.steps={saved.train.steps}; start a new --run-dir with "
+            f"train.steps={resumed.train.steps}, or train with train.schedule=none or step, "
+            "which can be extended"
         )
     return resumed
 

@@ -7,7 +7,9 @@ never import config) and below run folders, evaluation, galleries and training, 
 
 from __future__ import annotations
 
-from metriclab.config import Config, ConfigError
+import torch
+
+from metriclab.config import DISK_COPIES, Config, ConfigError
 from metriclab.data.augment import mirrors_as_classes, rotations_as_classes
 from metriclab.data.images import LabeledImages
 from metriclab.data.registry import DATA_SETS, load_dataset
@@ -83,7 +85,10 @@ def training_classes(train: LabeledImages, config: Config) -> LabeledImages:
     ``data.rotations`` adds rotated copies of every class, then ``data.mirror`` mirrored copies of
     all of those, each as new classes. Both multiply the training classes only, after every
     split, so no rotated or mirrored copy of a validation or test class leaks into training.
+    Images streamed from disk (``data.storage=auto`` that chose disk) are refused by name.
     """
+    if (config.data.rotations or config.data.mirror) and not isinstance(train.images, torch.Tensor):
+        raise ConfigError(DISK_COPIES.format(storage="data.storage=auto (over data.memory_budget)"))
     if config.data.rotations:
         train = rotations_as_classes(train, config.data.rotations)
     return mirrors_as_classes(train) if config.data.mirror else train

@@ -32,6 +32,14 @@ class ConfigError(ValueError):
     """A config file, key or value that cannot be used; the message names it and the fix."""
 
 
+#: Why ``data.rotations`` / ``data.mirror`` and images streamed from disk do not mix, and the fix.
+DISK_COPIES = (
+    "data.rotations and data.mirror copy the decoded training images as new classes, but "
+    "{storage} streams them from disk; set data.storage=memory (or a larger "
+    "data.memory_budget), or drop data.rotations and data.mirror"
+)
+
+
 @dataclass
 class DataConfig:
     """Which images, and which of their classes stay unseen until evaluation.
@@ -250,6 +258,8 @@ class Config:
         self._check_precision()
         if self.data.storage not in STORAGES:
             raise _unknown_choice("data.storage", self.data.storage, STORAGES)
+        if self.data.storage == "disk" and (self.data.rotations or self.data.mirror):
+            raise ConfigError(DISK_COPIES.format(storage="data.storage=disk"))
         if not self.data.memory_budget > 0:
             raise ConfigError(
                 f"data.memory_budget must be a positive number of GiB, got {self.data.memory_budget}"

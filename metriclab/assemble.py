@@ -18,8 +18,13 @@ from metriclab.models.backbones import backbone
 from metriclab.models.nets import EmbeddingNet, SiameseNet
 
 
-def load_data(config: Config, progress: bool = False) -> LabeledImages:
-    """The whole data set a config names, before any split (decoded once, cached on disk)."""
+def load_data(
+    config: Config, progress: bool = False, skipped: list[str] | None = None
+) -> LabeledImages:
+    """The whole data set a config names, before any split (decoded once, cached on disk).
+
+    Under ``data.skip_bad`` the paths of the files left out are appended to ``skipped``.
+    """
     return load_dataset(
         config.data.name,
         config.data.path,
@@ -29,6 +34,8 @@ def load_data(config: Config, progress: bool = False) -> LabeledImages:
         progress=progress,
         storage=config.data.storage,
         memory_budget=config.data.memory_budget,
+        skip_bad=config.data.skip_bad,
+        skipped=skipped,
     )
 
 

@@ -54,7 +54,10 @@ class DataConfig:
     and ``mirror`` add rotated and mirrored copies of the training classes as new classes.
     ``storage``: ``memory`` (decode every image up front), ``disk`` (keep paths and labels, decode
     each batch when it is drawn; ``image_folder`` and ``csv``) or ``auto`` (memory while the
-    decoded images fit ``memory_budget`` GiB, else disk; it says which it chose).
+    decoded images fit ``memory_budget`` GiB, else disk; it says which it chose). ``skip_bad``
+    leaves out files that cannot be decoded (``image_folder`` and ``csv``; each file is decoded
+    once to check), says so in one line and lists them in the run folder's ``skipped.txt``;
+    off, a bad file stops loading or training with its name.
     """
 
     name: str = "digits"
@@ -73,6 +76,7 @@ class DataConfig:
     augment: str = "none"
     storage: str = "memory"
     memory_budget: float = 4.0
+    skip_bad: bool = False
 
 
 @dataclass

@@ -15,6 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from metriclab import checkpoints
+from metriclab.atomic import write_text
 from metriclab.config import (
     Config,
     ConfigError,
@@ -36,6 +37,7 @@ from metriclab.training.builders import (
     build_model,
     build_optimizer,
     build_scheduler,
+    load_data,
     training_classes,
 )
 from metriclab.training.distributed import World, init_from_environment, shutdown
@@ -44,6 +46,8 @@ from metriclab.training.objectives import Objective, build_objective
 from metriclab.training.warmup import warmed_up, warmup_factor
 
 CONFIG = "config.yaml"
+#: The files ``data.skip_bad`` left out, one path a line, in the run folder.
+SKIPPED = "skipped.txt"
 #: The keys ``metriclab train --resume RUN key=value`` may change: how long to train, and how
 #: often to log, checkpoint and validate. Everything else decides the weights of every step
 #: already taken, so changing it means a new run.
@@ -156,7 +160,10 @@ class Trainer:
         self.config, self.run_dir, self.progress = config, run_dir, progress
         self.world = world or World()
         self.rank = self.world.rank
-        data = split_data(config, split, str(run_dir / SPLIT))
+        #: Files ``data.skip_bad`` left out (``skipped.txt``).
+        self.skipped: list[str] = []
+        loaded = load_data(config, skipped=self.skipped)
+        data = split_data(config, split, str(run_dir / SPLIT), loaded)
         #: The class split this run trains on, written to ``split.json``.
         self.split = data.split
         self.val_data = data.validation
@@ -443,6 +450,8 @@ def train(
             trainer.split.save(run_dir)
         elif world.is_main and overrides:
             save_config(config, run_dir / CONFIG)  # what the run now trains to
+        if world.is_main and trainer.skipped:
+            write_text(run_dir / SKIPPED, "".join(f"{origin}\n" for origin in trainer.skipped))
         model = trainer.run()
         if world.is_main:
             plot_curves(read_metrics(run_dir / "metrics.csv"), run_dir / "curves.png", config.name)

@@ -360,12 +360,8 @@ class Trainer:
 
     def _phase_step(self, phase: int) -> None:
         """One more optimiser step on the step's batch, for an objective with several phases."""
-        autocast = (
-            torch.autocast("cuda", dtype=torch.float16)
-            if self.use_amp
-            else contextlib.nullcontext()
-        )
-        with autocast:
+        train = self.config.train
+        with autocast(train.precision, train.device):  # as the step's first phase
             loss, _ = self.step_loss(self.step, phase)
         if not torch.isfinite(loss):
             raise NonFiniteLoss(

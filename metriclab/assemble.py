@@ -7,20 +7,26 @@ never import config) and below run folders, evaluation, galleries and training, 
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
-from metriclab.config import Config, ConfigError
+from metriclab.config import DISK_COPIES, Config, ConfigError
 from metriclab.data.augment import mirrors_as_classes, rotations_as_classes
 from metriclab.data.images import LabeledImages
-from metriclab.data.registry import load_dataset
+from metriclab.data.registry import DATA_SETS, load_dataset
 from metriclab.distances import build_distance
 from metriclab.models.backbones import backbone
 from metriclab.models.comparators import build_comparator
 from metriclab.models.nets import EmbeddingNet, SiameseNet
 
 
-def load_data(config: Config, progress: bool = False) -> LabeledImages:
-    """The whole data set a config names, before any split (decoded once, cached on disk)."""
+def load_data(
+    config: Config, progress: bool = False, skipped: list[str] | None = None
+) -> LabeledImages:
+    """The whole data set a config names, before any split (decoded once, cached on disk).
+
+    Under ``data.skip_bad`` the paths of the files left out are appended to ``skipped``.
+    """
     return load_dataset(
         config.data.name,
         config.data.path,
@@ -30,6 +36,8 @@ def load_data(config: Config, progress: bool = False) -> LabeledImages:
         progress=progress,
         storage=config.data.storage,
         memory_budget=config.data.memory_budget,
+        skip_bad=config.data.skip_bad,
+        skipped=skipped,
     )
 
 
@@ -86,7 +94,10 @@ def training_classes(train: LabeledImages, config: Config) -> LabeledImages:
     ``data.rotations`` adds rotated copies of every class, then ``data.mirror`` mirrored copies of
     all of those, each as new classes. Both multiply the training classes only, after every
     split, so no rotated or mirrored copy of a validation or test class leaks into training.
+    Images streamed from disk (``data.storage=auto`` that chose disk) are refused by name.
     """
+    if (config.data.rotations or config.data.mirror) and not isinstance(train.images, torch.Tensor):
+        raise ConfigError(DISK_COPIES.format(storage="data.storage=auto (over data.memory_budget)"))
     if config.data.rotations:
         train = rotations_as_classes(train, config.data.rotations)
     return mirrors_as_classes(train) if config.data.mirror else train
@@ -96,9 +107,12 @@ def build_model(config: Config, in_channels: int, pretrained: bool = True) -> Si
     """The embedding network and distance head a config describes.
 
     ``pretrained=False`` skips ``model.weights`` (a checkpoint is about to replace them, and the
-    pretrained file need not exist where a finished run is evaluated).
+    pretrained file need not exist where a finished run is evaluated). The input normalisation
+    is the one the data set declares (its registry entry's mean and std), built into the network
+    so training, evaluation, export and the bundle runtime all feed it alike.
     """
     model = config.model
+    declared = DATA_SETS.get(config.data.name).preprocess(config.data.size, in_channels)
     embedding_net = EmbeddingNet(
         backbone(
             model.backbone,
@@ -112,6 +126,8 @@ def build_model(config: Config, in_channels: int, pretrained: bool = True) -> Si
         image_size=config.data.size,
         normalize=config.model.normalize,
         sigmoid=config.model.sigmoid,
+        mean=declared.mean,
+        std=declared.std,
     )
     distance = build_distance(config.model.distance, config.model.dim, config.model.distance_init)
     siamese = SiameseNet(embedding_net, distance)

@@ -33,6 +33,14 @@ class ConfigError(ValueError):
     """A config file, key or value that cannot be used; the message names it and the fix."""
 
 
+#: Why ``data.rotations`` / ``data.mirror`` and images streamed from disk do not mix, and the fix.
+DISK_COPIES = (
+    "data.rotations and data.mirror copy the decoded training images as new classes, but "
+    "{storage} streams them from disk; set data.storage=memory (or a larger "
+    "data.memory_budget), or drop data.rotations and data.mirror"
+)
+
+
 @dataclass
 class DataConfig:
     """Which images, and which of their classes stay unseen until evaluation.
@@ -47,7 +55,10 @@ class DataConfig:
     and ``mirror`` add rotated and mirrored copies of the training classes as new classes.
     ``storage``: ``memory`` (decode every image up front), ``disk`` (keep paths and labels, decode
     each batch when it is drawn; ``image_folder`` and ``csv``) or ``auto`` (memory while the
-    decoded images fit ``memory_budget`` GiB, else disk; it says which it chose).
+    decoded images fit ``memory_budget`` GiB, else disk; it says which it chose). ``skip_bad``
+    leaves out files that cannot be decoded (``image_folder`` and ``csv``; each file is decoded
+    once to check), says so in one line and lists them in the run folder's ``skipped.txt``;
+    off, a bad file stops loading or training with its name.
     """
 
     name: str = "digits"
@@ -66,6 +77,7 @@ class DataConfig:
     augment: str = "none"
     storage: str = "memory"
     memory_budget: float = 4.0
+    skip_bad: bool = False
 
 
 @dataclass
@@ -255,6 +267,8 @@ class Config:
         self._check_precision()
         if self.data.storage not in STORAGES:
             raise _unknown_choice("data.storage", self.data.storage, STORAGES)
+        if self.data.storage == "disk" and (self.data.rotations or self.data.mirror):
+            raise ConfigError(DISK_COPIES.format(storage="data.storage=disk"))
         if not self.data.memory_budget > 0:
             raise ConfigError(
                 f"data.memory_budget must be a positive number of GiB, got {self.data.memory_budget}"

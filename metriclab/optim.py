@@ -81,7 +81,21 @@ def constant(optimizer: Optimizer, *, steps: int, step_size: int, gamma: float) 
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
+def fixed_length(factory: ScheduleFactory) -> ScheduleFactory:
+    """Declare that ``factory``'s schedule is shaped by ``train.steps`` as a whole (e.g. it
+    anneals to 0 at the last step), so a resumed run cannot be given another length."""
+    factory.fixed_length = True  # type: ignore[attr-defined]
+    return factory
+
+
+def length_is_fixed(name: str) -> bool:
+    """Whether the schedule registered as ``name`` declared :func:`fixed_length`: its learning
+    rate at a step depends on ``train.steps``, so training a run longer would change its past."""
+    return bool(getattr(SCHEDULES.get(name), "fixed_length", False))
+
+
 @SCHEDULES.register("cosine")
+@fixed_length
 def cosine(optimizer: Optimizer, *, steps: int, step_size: int, gamma: float) -> LRScheduler:
     """Cosine annealing to 0 over the ``steps`` training steps (Loshchilov & Hutter 2017, no restarts)."""
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)

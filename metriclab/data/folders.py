@@ -11,7 +11,7 @@ from metriclab.data.decode import ImageEntry, labeled_images
 from metriclab.data.images import LabeledImages
 from metriclab.data.preprocess import Preprocess
 from metriclab.data.registry import DATA_SETS, DataSetSpec, LoadRequest
-from metriclab.data.streaming import DiskImages, choose_storage
+from metriclab.data.streaming import DiskImages, choose_storage, readable
 
 IMAGE_EXTENSIONS = (
     ".png",
@@ -57,6 +57,24 @@ def _class_images(root: Path, folder: Path) -> list[ImageEntry]:
     return entries
 
 
+def _keep_readable(
+    entries: list[ImageEntry],
+    size: int | None,
+    channels: int,
+    invert: bool,
+    skipped: list[str] | None,
+) -> list[ImageEntry]:
+    """The entries that decode; the origins of the others are appended to ``skipped``."""
+    kept, bad = readable(entries, size, channels, invert)
+    if not kept:
+        raise ValueError(
+            f"none of the {len(entries)} images can be decoded (e.g. {bad[0]}); check the files"
+        )
+    if skipped is not None:
+        skipped.extend(bad)
+    return kept
+
+
 def _existing_folder(path: str | Path, what: str) -> Path:
     root = Path(path)
     if not root.exists():
@@ -76,6 +94,8 @@ def image_folder(
     invert: bool = False,
     storage: str = "memory",
     memory_budget: float = 4.0,
+    skip_bad: bool = False,
+    skipped: list[str] | None = None,
 ) -> LabeledImages:
     """Images laid out as ``path/<class>/**/<image>``, as uint8 ``(N, channels, H, W)``.
 
@@ -85,7 +105,9 @@ def image_folder(
     ``invert`` maps v → 255 − v (dark ink on a light page becomes bright on zero).
     ``storage``: ``memory`` decodes every image now; ``disk`` keeps only the index and decodes
     on demand (:class:`~metriclab.data.streaming.DiskImages`, needs ``size``); ``auto`` picks by
-    the decoded size against ``memory_budget`` GiB and says which.
+    the decoded size against ``memory_budget`` GiB and says which. ``skip_bad`` decodes every
+    file once first and leaves out those that cannot be decoded, appending their paths to
+    ``skipped``; without it a bad file stops loading (or training, on disk) with its name.
     """
     root = _existing_folder(path, "image folder")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -95,6 +117,8 @@ def image_folder(
             f"subfolder, {root}/<class>/<image>"
         )
     entries = [entry for name in classes for entry in _class_images(root, root / name)]
+    if skip_bad:
+        entries = _keep_readable(entries, size, channels, invert, skipped)
     description = f"image_folder({root.name}, size={size})"
     if choose_storage(storage, len(entries), channels, size, memory_budget, description) == "disk":
         images: object = DiskImages(entries, size, channels, invert)  # type: ignore[arg-type]
@@ -152,12 +176,14 @@ def from_csv(
     invert: bool = False,
     storage: str = "memory",
     memory_budget: float = 4.0,
+    skip_bad: bool = False,
+    skipped: list[str] | None = None,
 ) -> LabeledImages:
     """Images listed in a CSV of ``path,label`` rows (an optional ``path,label`` header).
 
     Paths are relative to ``root`` (default: the CSV's folder) and may not leave it; they become
     the item ids. Labels are class names. Returns uint8 ``(N, channels, H, W)``; ``invert``,
-    ``storage`` and ``memory_budget`` as for :func:`image_folder`.
+    ``storage``, ``memory_budget``, ``skip_bad`` and ``skipped`` as for :func:`image_folder`.
     """
     file = Path(file)
     if not file.is_file():
@@ -174,6 +200,8 @@ def from_csv(
             )
         entries[item_id] = _file_entry(base / item_id, item_id, label)
     ordered = list(entries.values())
+    if skip_bad:
+        ordered = _keep_readable(ordered, size, channels, invert, skipped)
     description = f"csv({file.name}, size={size})"
     if choose_storage(storage, len(ordered), channels, size, memory_budget, description) == "disk":
         images: object = DiskImages(ordered, size, channels, invert)  # type: ignore[arg-type]
@@ -201,6 +229,8 @@ def _load_folder(request: LoadRequest) -> LabeledImages:
         invert=request.invert,
         storage=request.storage,
         memory_budget=request.memory_budget,
+        skip_bad=request.skip_bad,
+        skipped=request.skipped,
     )
 
 
@@ -215,6 +245,8 @@ def _load_csv(request: LoadRequest) -> LabeledImages:
         invert=request.invert,
         storage=request.storage,
         memory_budget=request.memory_budget,
+        skip_bad=request.skip_bad,
+        skipped=request.skipped,
     )
 
 
@@ -228,6 +260,7 @@ DATA_SETS.register(
         default_channels=3,
         help="your own images, one folder per class: path/<class>/<image>",
         streams=True,
+        skips_bad=True,
     ),
 )
 DATA_SETS.register(
@@ -240,5 +273,6 @@ DATA_SETS.register(
         default_channels=3,
         help="your own images listed in a path,label CSV (paths relative to its folder)",
         streams=True,
+        skips_bad=True,
     ),
 )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ class LoadRequest:
         storage: ``memory``, ``disk`` or ``auto`` (:func:`metriclab.data.streaming.choose_storage`);
             only a data set that declares ``streams`` is asked for anything but ``memory``.
         memory_budget: GiB of decoded images ``auto`` keeps in memory.
+        skip_bad: leave out files that cannot be decoded (only asked of a data set that declares
+            ``skips_bad``), appending each one's path to ``skipped``.
     """
 
     paths: tuple[Path, ...]
@@ -52,6 +55,8 @@ class LoadRequest:
     progress: bool = True
     storage: str = "memory"
     memory_budget: float = 4.0
+    skip_bad: bool = False
+    skipped: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,8 @@ class DataSetSpec:
         mean, std: per-channel normalisation after ``x / 255``; ``None`` is plain ``x / 255``.
         params: the options under ``data.params`` by name.
         help: one line for listings.
+        streams: the loader honours ``LoadRequest.storage`` (it can keep images on disk).
+        skips_bad: the loader honours ``LoadRequest.skip_bad`` (``data.skip_bad``).
     """
 
     loader: Callable[[LoadRequest], LabeledImages]
@@ -95,6 +102,7 @@ class DataSetSpec:
     params: Mapping[str, DataParam] = field(default_factory=dict)
     help: str = ""
     streams: bool = False
+    skips_bad: bool = False
 
     def __post_init__(self) -> None:
         if self.paths not in ("none", "one", "many"):
@@ -144,6 +152,16 @@ def _channels(name: str, spec: DataSetSpec, channels: int | None) -> int:
     return spec.channels
 
 
+def _say_skipped(skipped: Sequence[str], kept: int) -> None:
+    """The one-line notice of ``data.skip_bad`` (training lists the files in ``skipped.txt``)."""
+    more = f" and {len(skipped) - 1} more" if len(skipped) > 1 else ""
+    print(
+        f"data.skip_bad: skipped {len(skipped)} file(s) that cannot be decoded ({skipped[0]}"
+        f"{more}); loaded {kept} images",
+        file=sys.stderr,
+    )
+
+
 def check_params(name: str, params: Mapping[str, Any]) -> DataSetSpec:
     """The spec of ``name``, after checking that it takes every option in ``params``.
 
@@ -174,6 +192,8 @@ def load_dataset(
     progress: bool = True,
     storage: str = "memory",
     memory_budget: float = 4.0,
+    skip_bad: bool = False,
+    skipped: list[str] | None = None,
 ) -> LabeledImages:
     """Load the data set a config names, with its declared preprocessing recorded on the result.
 
@@ -190,6 +210,9 @@ def load_dataset(
         storage, memory_budget: ``data.storage`` (``memory``, ``disk``, ``auto``) and
             ``data.memory_budget`` (GiB), for data sets that declare ``streams``
             (:mod:`metriclab.data.streaming`); the others are always held in memory.
+        skip_bad, skipped: ``data.skip_bad``: leave out files that cannot be decoded, say so in
+            one line on stderr and append their paths to ``skipped`` (for data sets that declare
+            ``skips_bad``; the others refuse it).
     """
     if params is not None and not isinstance(params, Mapping):
         warnings.warn(
@@ -207,6 +230,12 @@ def load_dataset(
             f"data set {name!r} is always held in memory and cannot use data.storage=disk; "
             f"use data.storage=memory (data sets that stream from disk: {streaming})"
         )
+    if skip_bad and not spec.skips_bad:
+        able = ", ".join(n for n, other in DATA_SETS.items() if other.skips_bad)
+        raise ValueError(
+            f"data set {name!r} cannot skip undecodable files; drop data.skip_bad "
+            f"(data sets that can: {able})"
+        )
     request = LoadRequest(
         paths=_paths(name, spec, path),
         size=spec.size if size is None else size,
@@ -217,8 +246,13 @@ def load_dataset(
         progress=progress,
         storage=storage if spec.streams else "memory",
         memory_budget=memory_budget,
+        skip_bad=skip_bad,
     )
     data = spec.loader(request)
+    if request.skipped:
+        _say_skipped(request.skipped, len(data))
+        if skipped is not None:
+            skipped.extend(request.skipped)
     declared = spec.preprocess(request.size, request.channels)
     if data.preprocess is not None and data.preprocess != declared:
         raise ValueError(

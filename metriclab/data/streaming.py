@@ -145,6 +145,38 @@ def stream(
         raise ValueError(last.removeprefix("ValueError: ")) from None
 
 
+def readable(
+    entries: Sequence[ImageEntry],
+    size: int | None,
+    channels: int,
+    invert: bool = False,
+    threads: int = DECODE_THREADS,
+) -> tuple[list[ImageEntry], list[str]]:
+    """``entries`` split into those that decode and the origins of those that do not.
+
+    Every entry is decoded once, exactly as training will decode it (``data.skip_bad``): a file
+    is only known to be good once PIL has inflated it, and finding the bad ones before training
+    keeps the item list, hence every seeded batch, the same in memory and on disk.
+    """
+    decoding = _Decoding(size, channels, invert)
+    reader = _Reader()
+
+    def decodes(entry: ImageEntry) -> bool:
+        try:
+            decoding(reader, entry)
+        except ValueError:  # _Decoding turns every read or decode failure into one
+            return False
+        return True
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            good = list(pool.map(decodes, entries))
+    finally:
+        reader.close()
+    kept = [entry for entry, ok in zip(entries, good, strict=True) if ok]
+    return kept, [entry.origin for entry, ok in zip(entries, good, strict=True) if not ok]
+
+
 #: The values ``data.storage`` accepts.
 STORAGES = ("memory", "disk", "auto")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,6 +22,11 @@ class EmbeddingNet(nn.Module):
         normalize: L2-normalise the embeddings (off by default: nothing hidden).
         sigmoid: apply a sigmoid after the projection, as Koch et al. 2015 do in their 4096-unit
             embedding layer (off by default).
+        mean, std: per-channel input normalisation ``(x − mean) / std`` applied first in
+            ``forward`` (e.g. the ImageNet statistics a pretrained backbone was trained with,
+            Krizhevsky et al. 2012); both or neither. Kept as buffers so every path that feeds
+            this net (training, embedding, TorchScript/ONNX export, the bundle runtime) normalises
+            alike; without them no buffer exists and state dicts are as before.
 
     ``forward``: ``(B, C, H, W)`` float in [0, 1] → ``(B, D)``, with ``H = W = image_size``: a
     backbone that pools globally would accept other sizes, but its features would then describe
@@ -34,10 +41,20 @@ class EmbeddingNet(nn.Module):
         image_size: int = 28,
         normalize: bool = False,
         sigmoid: bool = False,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if dim < 1:
             raise ValueError(f"dim must be at least 1, got {dim}")
+        self.input_mean: torch.Tensor | None
+        self.input_std: torch.Tensor | None
+        if mean is None and std is None:
+            self.input_mean = self.input_std = None
+        else:
+            scale = _channel_stats(mean, std, in_channels)
+            self.register_buffer("input_mean", scale[0])
+            self.register_buffer("input_std", scale[1])
         self.backbone = backbone
         self.in_channels = in_channels
         self.image_size = image_size
@@ -74,10 +91,36 @@ class EmbeddingNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_tracing():  # a trace (export) records shapes, not Python checks
             self.check_images(images)
+        if self.input_mean is not None and self.input_std is not None:
+            images = (images - self.input_mean) / self.input_std
         embeddings = self.head(self.backbone(images).flatten(1))
         if self.sigmoid:
             embeddings = torch.sigmoid(embeddings)
         return F.normalize(embeddings, dim=-1) if self.normalize else embeddings
+
+
+def _channel_stats(
+    mean: Sequence[float] | None, std: Sequence[float] | None, channels: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mean`` and ``std`` as ``(C, 1, 1)`` float32 tensors, checked: one value per channel,
+    both given, every std positive and finite."""
+    if mean is None or std is None:
+        raise ValueError("EmbeddingNet mean and std go together: give both or neither")
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(
+            f"EmbeddingNet mean and std need one value per input channel ({channels}), got "
+            f"{len(mean)} and {len(std)}"
+        )
+    mean_t = torch.tensor([float(m) for m in mean], dtype=torch.float32)
+    std_t = torch.tensor([float(s) for s in std], dtype=torch.float32)
+    if not bool(torch.isfinite(mean_t).all()) or not bool(
+        (torch.isfinite(std_t) & (std_t > 0)).all()
+    ):
+        raise ValueError(
+            f"EmbeddingNet mean must be finite and std positive and finite, got "
+            f"{mean_t.tolist()} and {std_t.tolist()}"
+        )
+    return mean_t[:, None, None], std_t[:, None, None]
 
 
 class SiameseNet(nn.Module):

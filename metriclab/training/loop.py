@@ -15,6 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from metriclab import checkpoints
+from metriclab.atomic import write_text
 from metriclab.config import (
     Config,
     ConfigError,
@@ -27,6 +28,7 @@ from metriclab.data import EpisodeSet, LabeledImages
 from metriclab.evaluation import embed, evaluate_episodes
 from metriclab.evaluation.episodes import SCORERS
 from metriclab.models import SiameseNet
+from metriclab.optim import length_is_fixed
 from metriclab.plots import plot_curves
 from metriclab.precision import autocast, grad_scaler
 from metriclab.runs import SPLIT, RecordedSplit, split_data
@@ -35,6 +37,7 @@ from metriclab.training.builders import (
     build_model,
     build_optimizer,
     build_scheduler,
+    load_data,
     training_classes,
 )
 from metriclab.training.distributed import World, init_from_environment, shutdown
@@ -43,6 +46,8 @@ from metriclab.training.objectives import Objective, build_objective
 from metriclab.training.warmup import warmed_up, warmup_factor
 
 CONFIG = "config.yaml"
+#: The files ``data.skip_bad`` left out, one path a line, in the run folder.
+SKIPPED = "skipped.txt"
 #: The keys ``metriclab train --resume RUN key=value`` may change: how long to train, and how
 #: often to log, checkpoint and validate. Everything else decides the weights of every step
 #: already taken, so changing it means a new run.
@@ -114,11 +119,13 @@ def resume_config(
                 "can); start a new --run-dir to change it"
             )
     resumed = config_from_dict(apply_overrides(values, overrides or []))
-    if resumed.train.steps != saved.train.steps and saved.train.schedule == "cosine":
+    schedule = saved.train.schedule
+    if resumed.train.steps != saved.train.steps and length_is_fixed(schedule):
         raise ConfigError(
-            f"train.steps cannot change when resuming {run_dir}: its cosine schedule anneals the "
-            f"learning rate over train.steps={saved.train.steps}; start a new --run-dir with "
-            f"train.steps={resumed.train.steps}"
+            f"train.steps cannot change when resuming {run_dir}: its {schedule} schedule anneals "
+            f"the learning rate over train.steps={saved.train.steps}; start a new --run-dir with "
+            f"train.steps={resumed.train.steps}, or train with train.schedule=none or step, "
+            "which can be extended"
         )
     return resumed
 
@@ -153,7 +160,10 @@ class Trainer:
         self.config, self.run_dir, self.progress = config, run_dir, progress
         self.world = world or World()
         self.rank = self.world.rank
-        data = split_data(config, split, str(run_dir / SPLIT))
+        #: Files ``data.skip_bad`` left out (``skipped.txt``).
+        self.skipped: list[str] = []
+        loaded = load_data(config, skipped=self.skipped)
+        data = split_data(config, split, str(run_dir / SPLIT), loaded)
         #: The class split this run trains on, written to ``split.json``.
         self.split = data.split
         self.val_data = data.validation
@@ -435,6 +445,8 @@ def train(
             trainer.split.save(run_dir)
         elif world.is_main and overrides:
             save_config(config, run_dir / CONFIG)  # what the run now trains to
+        if world.is_main and trainer.skipped:
+            write_text(run_dir / SKIPPED, "".join(f"{origin}\n" for origin in trainer.skipped))
         model = trainer.run()
         if world.is_main:
             plot_curves(read_metrics(run_dir / "metrics.csv"), run_dir / "curves.png", config.name)

@@ -281,3 +281,32 @@ def test_cosine_runs_refuse_a_new_length(tmp_path: Path) -> None:
         train(None, tmp_path, resume=True, progress=False, overrides=["train.steps=4"])
     # Cadence keys stay free under any schedule.
     assert resume_config(tmp_path, None, ["train.log_every=5"]).train.log_every == 5
+
+
+def test_resume_asks_the_schedule_whether_its_length_is_fixed(tmp_path: Path) -> None:
+    """A schedule registered from outside, declared ``fixed_length``, is refused a new length
+    under its own name; the undeclared built-ins (``step``) let the run train longer."""
+    from metriclab.optim import SCHEDULES, fixed_length, length_is_fixed
+
+    @fixed_length
+    def toy_linear(optimizer, *, steps: int, step_size: int, gamma: float):
+        return torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, 0.0, total_iters=steps)
+
+    assert length_is_fixed("cosine") and not length_is_fixed("step")
+    assert not length_is_fixed("none")
+    SCHEDULES.register("toy_linear", toy_linear)
+    try:
+        fixed, free = tmp_path / "fixed", tmp_path / "free"
+        train(
+            resolve_config(None, [*FAST, "train.steps=2", "train.schedule=toy_linear"]),
+            fixed,
+            progress=False,
+        )
+        with pytest.raises(ConfigError, match="its toy_linear schedule anneals"):
+            resume_config(fixed, None, ["train.steps=4"])
+    finally:
+        SCHEDULES.unregister("toy_linear")
+    train(
+        resolve_config(None, [*FAST, "train.steps=2", "train.schedule=step"]), free, progress=False
+    )
+    assert resume_config(free, None, ["train.steps=4"]).train.steps == 4

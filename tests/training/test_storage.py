@@ -71,3 +71,31 @@ def test_photos_over_the_budget_train_and_evaluate_from_the_command_line(
     a, b = sorted(photos.glob("c0/*"))[:2]
     assert main(["verify", str(tmp_path / "bundle"), str(a), str(b)]) == 0
     assert "same" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("copies", [["data.rotations=[90]"], ["data.mirror=true"]])
+def test_class_copies_and_disk_storage_are_one_clear_error(
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], copies: list[str]
+) -> None:
+    """``disk`` is refused by config validation; ``auto`` that chose disk, when training starts."""
+    base = [*_overrides(photos, ["train.batch_size=8"]), *copies]
+    for storage in (["data.storage=disk"], ["data.storage=auto", "data.memory_budget=0.00001"]):
+        argv = ["train", "--no-progress", "--run-dir", str(tmp_path / storage[0][-4:]), *base]
+        assert main([*argv, *storage]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert err[-1].startswith("error: data.rotations and data.mirror copy the decoded")
+        assert "streams them from disk; set data.storage=memory" in err[-1]
+        assert not any("Traceback" in line for line in err)
+
+
+def test_skip_bad_trains_and_lists_the_files_in_the_run_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_photos(tmp_path / "photos", classes=6, per_class=8)
+    (root / "c3" / "005.jpg").write_bytes(b"not a jpeg")
+    base = [*_overrides(root, ["train.batch_size=8"]), "data.storage=disk"]
+    run = tmp_path / "run"
+    assert main(["train", "--no-progress", "--run-dir", str(run), *base, "data.skip_bad=true"]) == 0
+    notices = [line for line in capsys.readouterr().err.splitlines() if "data.skip_bad" in line]
+    assert len(notices) == 1 and "skipped 1 file(s)" in notices[0]
+    assert (run / "skipped.txt").read_text() == f"{root / 'c3' / '005.jpg'}\n"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,7 +97,9 @@ def validation_zip(data: Path, keep: list[str], out: Path) -> Path:
 
 def plan(args: argparse.Namespace) -> tuple[Path, list[list[str]]]:
     """The data the recipes read and the held-out subjects of each fold."""
-    names = base.load_faces(args.data, 8).class_names
+    with warnings.catch_warnings():  # only the subject names are wanted: the size is moot
+        warnings.simplefilter("ignore")
+        names = base.load_faces(args.data, 8).class_names
     folds = base.subject_folds(names, args.folds, args.fold_seed)
     if not args.validation:
         return args.data, folds

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from metriclab.data.cache import cached_decode
 from metriclab.data.decode import ImageEntry, labeled_images
@@ -219,35 +220,27 @@ def from_csv(
 
 
 def _load_folder(request: LoadRequest) -> LabeledImages:
-    (path,) = request.paths
-    return image_folder(
-        path,
-        size=request.size,
-        channels=request.channels,
-        cache=request.cache,
-        progress=request.progress,
-        invert=request.invert,
-        storage=request.storage,
-        memory_budget=request.memory_budget,
-        skip_bad=request.skip_bad,
-        skipped=request.skipped,
-    )
+    return image_folder(request.paths[0], **_read_options(request))
 
 
 def _load_csv(request: LoadRequest) -> LabeledImages:
-    (file,) = request.paths
-    return from_csv(
-        file,
-        size=request.size,
-        channels=request.channels,
-        cache=request.cache,
-        progress=request.progress,
-        invert=request.invert,
-        storage=request.storage,
-        memory_budget=request.memory_budget,
-        skip_bad=request.skip_bad,
-        skipped=request.skipped,
-    )
+    return from_csv(request.paths[0], **_read_options(request))
+
+
+def _read_options(request: LoadRequest) -> dict[str, Any]:
+    """The keyword arguments ``image_folder`` and ``from_csv`` share, from a checked request
+    (the spec's ``paths="one"`` guarantees exactly one path)."""
+    return {
+        "size": request.size,
+        "channels": request.channels,
+        "cache": request.cache,
+        "progress": request.progress,
+        "invert": request.invert,
+        "storage": request.storage,
+        "memory_budget": request.memory_budget,
+        "skip_bad": request.skip_bad,
+        "skipped": request.skipped,
+    }
 
 
 DATA_SETS.register(

@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 
 from metriclab.config import ConfigError, TrainConfig
-from metriclab.data.samplers import ClassDraw
 from metriclab.losses.registry import loss_declaration
 from metriclab.models import SiameseNet
 from metriclab.models.comparators import Comparator
@@ -32,6 +31,7 @@ from metriclab.training.objectives import (
     _able,
     configured_loss,
     consumed_by,
+    episode_draw,
     step_rng,
 )
 
@@ -66,15 +66,7 @@ class ComparatorObjective(Objective):
             config.train.k_shot,
             config.train.n_query,
         )
-        self.draw = ClassDraw.build(
-            data.labels,
-            self.n_way,
-            self.k_shot + self.n_query,
-            ("train.n_way", "train.k_shot + train.n_query"),
-            groups=data.groups if config.train.within_group else None,
-            class_names=data.class_names,
-            group_names=data.group_names,
-        )
+        self.draw = episode_draw(data, config)
 
     def scores(self, model: SiameseNet, step: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         """Comparator scores ``(N·Q, N)`` of ``step``'s episode, the query classes ``(N·Q,)``

@@ -150,6 +150,21 @@ class SiameseObjective(Objective):
         return self.scaled(loss), 2 * len(first)
 
 
+def episode_draw(data: LabeledImages, config: Config) -> ClassDraw:
+    """The draw of one ``train.n_way``-way episode of ``train.k_shot + train.n_query`` items per
+    class, built (and validated, naming short classes) once; from a single group (alphabet)
+    when ``train.within_group`` is set."""
+    return ClassDraw.build(
+        data.labels,
+        config.train.n_way,
+        config.train.k_shot + config.train.n_query,
+        ("train.n_way", "train.k_shot + train.n_query"),
+        groups=data.groups if config.train.within_group else None,
+        class_names=data.class_names,
+        group_names=data.group_names,
+    )
+
+
 @OBJECTIVES.register("episodic")
 class EpisodicObjective(Objective):
     """Prototypical loss over one N-way K-shot episode per step (Snell et al. 2017).
@@ -177,17 +192,7 @@ class EpisodicObjective(Objective):
             config.train.k_shot,
             config.train.n_query,
         )
-        # Built (and validated, naming short classes) once; each step then draws one episode,
-        # from a single group (alphabet) when train.within_group is set.
-        self.draw = ClassDraw.build(
-            data.labels,
-            self.n_way,
-            self.k_shot + self.n_query,
-            ("train.n_way", "train.k_shot + train.n_query"),
-            groups=data.groups if config.train.within_group else None,
-            class_names=data.class_names,
-            group_names=data.group_names,
-        )
+        self.draw = episode_draw(data, config)
 
     def loss(self, model: SiameseNet, step: int) -> tuple[torch.Tensor, int]:
         rng = step_rng(self.seed, step)

@@ -24,9 +24,7 @@ def add_parsers(
 ) -> None:
     """Add ``embed``, ``gallery`` and ``identify`` to the ``metriclab`` parser."""
     embed = commands.add_parser("embed", help="write the embeddings of images to a .npz file")
-    embed.add_argument(
-        "bundle", type=Path, metavar="BUNDLE", help="a bundle folder written by 'metriclab export'"
-    )
+    _bundle_argument(embed)
     embed.add_argument(
         "sources", type=Path, nargs="+", metavar="FOLDER|CSV|IMAGE",
         help="a folder (of class folders, or of images), a path,label CSV, or image files",
@@ -42,12 +40,7 @@ def add_parsers(
         "the best match is farther than the open-set threshold), the best candidate class and its "
         "distance (smaller is closer).",
     )  # fmt: skip
-    identify.add_argument(
-        "gallery",
-        type=Path,
-        metavar="GALLERY",
-        help="a gallery folder written by 'metriclab gallery create'",
-    )
+    _gallery_argument(identify)
     identify.add_argument(
         "images", type=Path, nargs="+", metavar="IMAGE", help="image files to identify"
     )
@@ -70,50 +63,50 @@ def add_parsers(
     add_backend(identify)
 
 
+def _bundle_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "bundle", type=Path, metavar="BUNDLE", help="a bundle folder written by 'metriclab export'"
+    )
+
+
+def _gallery_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "gallery",
+        type=Path,
+        metavar="GALLERY",
+        help="a gallery folder written by 'metriclab gallery create'",
+    )
+
+
+def _sources_arguments(parser: argparse.ArgumentParser) -> None:
+    """The images to enrol (folders, CSVs or files), the class of loose files, progress."""
+    parser.add_argument(
+        "sources",
+        type=Path,
+        nargs="+",
+        metavar="FOLDER|CSV|IMAGE",
+        help="a folder of class folders, a path,label CSV, or image files",
+    )
+    parser.add_argument("--class", dest="label", metavar="NAME", help="class of image files")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
 def _add_gallery(
     commands: argparse._SubParsersAction, add_backend: Callable[[argparse.ArgumentParser], None]
 ) -> None:
     gallery = commands.add_parser("gallery", help="enrol your own classes for 'identify'")
     actions = gallery.add_subparsers(dest="gallery_command", required=True)
     create = actions.add_parser("create", help="embed a folder or CSV of classes into a gallery")
-    create.add_argument(
-        "bundle", type=Path, metavar="BUNDLE", help="a bundle folder written by 'metriclab export'"
-    )
-    create.add_argument(
-        "sources",
-        type=Path,
-        nargs="+",
-        metavar="FOLDER|CSV|IMAGE",
-        help="a folder of class folders, a path,label CSV, or image files",
-    )
+    _bundle_argument(create)
+    _sources_arguments(create)
     create.add_argument("-o", "--output", type=Path, required=True, help="gallery folder")
-    create.add_argument("--class", dest="label", metavar="NAME", help="class of image files")
-    create.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_backend(create)
     add = actions.add_parser("add", help="enrol more images (incremental)")
-    add.add_argument(
-        "gallery",
-        type=Path,
-        metavar="GALLERY",
-        help="a gallery folder written by 'metriclab gallery create'",
-    )
-    add.add_argument(
-        "sources",
-        type=Path,
-        nargs="+",
-        metavar="FOLDER|CSV|IMAGE",
-        help="a folder of class folders, a path,label CSV, or image files",
-    )
-    add.add_argument("--class", dest="label", metavar="NAME", help="class of image files")
-    add.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _gallery_argument(add)
+    _sources_arguments(add)
     add_backend(add)
     remove = actions.add_parser("remove", help="remove a class or an item")
-    remove.add_argument(
-        "gallery",
-        type=Path,
-        metavar="GALLERY",
-        help="a gallery folder written by 'metriclab gallery create'",
-    )
+    _gallery_argument(remove)
     which = remove.add_mutually_exclusive_group(required=True)
     which.add_argument(
         "--class", dest="label", metavar="NAME", help="remove every item of this class"
@@ -123,21 +116,11 @@ def _add_gallery(
     calibrate = actions.add_parser(
         "calibrate", help="set the gallery's open-set threshold, leave-one-class-out"
     )
-    calibrate.add_argument(
-        "gallery",
-        type=Path,
-        metavar="GALLERY",
-        help="a gallery folder written by 'metriclab gallery create'",
-    )
+    _gallery_argument(calibrate)
     calibrate.add_argument("--far", type=float, default=0.01, help="target false-alarm rate")
     add_backend(calibrate)
     info = actions.add_parser("info", help="summarise a gallery")
-    info.add_argument(
-        "gallery",
-        type=Path,
-        metavar="GALLERY",
-        help="a gallery folder written by 'metriclab gallery create'",
-    )
+    _gallery_argument(info)
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_backend(info)
 

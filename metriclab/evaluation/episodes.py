@@ -198,12 +198,21 @@ def _checked(scores: torch.Tensor, expected: tuple[int, ...], what: str) -> torc
     return scores
 
 
+def _gather(vectors: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
+    """Rows of ``(M, D)`` vectors at ``positions`` of any shape → ``positions.shape + (D,)``;
+    ``index_select`` on the flat positions, several times faster on CPU than advanced indexing."""
+    flat = torch.from_numpy(np.ascontiguousarray(positions).reshape(-1))
+    return vectors.index_select(0, flat).view(*positions.shape, vectors.shape[-1])
+
+
 def _predict(how: _Resolved, k: int, query: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
     """Class positions predicted for ``(e, NQ, D)`` queries given ``(e, N, K, D)`` support."""
     e, n_way, k_shot, _ = support.shape
     if how.method is not None:
         scores = _checked(how.method(support, query), (e, query.shape[1], n_way), how.name)
-        return scores.argmax(dim=-1)
+        # max(...).indices, not argmax: same first-best index, but torch's CPU argmax over a short
+        # class dimension (strided, as class-major methods return it) is ~10x slower.
+        return scores.max(dim=-1).indices
     prototype, pair = how.prototype, how.pair
     assert pair is not None  # _resolve gives a pair scorer whenever there is no method
     candidates = support.mean(dim=2) if prototype else support.flatten(1, 2)
@@ -265,8 +274,8 @@ def evaluate_episodes(
     truth = torch.arange(n_way).repeat_interleave(n_query)
     correct = []
     for start in range(0, episodes.n_episodes, chunk):
-        support = embeddings.vectors[torch.from_numpy(support_pos[start : start + chunk])]
-        query = embeddings.vectors[torch.from_numpy(query_pos[start : start + chunk])]
+        support = _gather(embeddings.vectors, support_pos[start : start + chunk])
+        query = _gather(embeddings.vectors, query_pos[start : start + chunk])
         predicted = _predict(how, k, query.flatten(1, 2), support)
         correct.append((predicted.cpu() == truth).sum(dim=1))
     per_episode = torch.cat(correct).numpy().astype(np.float64) / (n_way * n_query)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from metriclab.atomic import atomic_write
 from metriclab.evaluation.episodes import SCORERS, EpisodeScorer
-from metriclab.evaluation.method import EpisodeMethod, ScorerContext, squared_l2
+from metriclab.evaluation.method import EpisodeMethod, ScorerContext
 
 #: The run-folder file that stores the training-class mean SimpleShot centres on.
 TRAIN_MEAN = "train_mean.pt"
@@ -56,8 +56,15 @@ class SimpleShot(EpisodeMethod):
                 f"embeddings have {support.shape[-1]}; it belongs to another model"
             )
         mean = self.train_mean.to(support)
-        centroids = cl2n(support, mean).mean(dim=2)
-        return -squared_l2(cl2n(query, mean), centroids)
+        centroids = cl2n(support, mean).mean(dim=2)  # (E, N, D)
+        centred = query - mean
+        # With ‖q̃‖ = 1, −‖q̃ − c̃‖² = 2 q̃·c̃ − ‖c̃‖² − 1: one GEMM on the centred queries, divided
+        # by their norms afterwards, instead of normalising and differencing (E, Q, D) tensors;
+        # class-major (E, N, Q) so that the argmax over classes reduces a middle dimension.
+        dots = torch.bmm(centroids, centred.transpose(1, 2))
+        dots = dots / centred.norm(dim=-1).clamp_min(1e-12).unsqueeze(1)
+        squared = centroids.pow(2).sum(dim=-1, keepdim=True)
+        return (2 * dots - squared - 1).transpose(1, 2)
 
 
 def _build(context: ScorerContext) -> SimpleShot:

@@ -198,6 +198,12 @@ def _checked(scores: torch.Tensor, expected: tuple[int, ...], what: str) -> torc
     return scores
 
 
+#: Bytes of gathered vectors per batch of episodes: a batch's (E, Q, D) tensors then stay within
+#: a typical L2 cache across the few passes a scorer makes over them; 256 episodes of 5-way
+#: 15-query 64-d vectors (5 MB) ran the cheap scorers ~2× slower, mostly in page faults.
+BATCH_BYTES = 2 << 20
+
+
 def _gather(vectors: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
     """Rows of ``(M, D)`` vectors at ``positions`` of any shape → ``positions.shape + (D,)``;
     ``index_select`` on the flat positions, several times faster on CPU than advanced indexing."""
@@ -255,7 +261,8 @@ def evaluate_episodes(
       whether the method was transductive.
 
     Equal best scores go to the lowest class (prototype) or support position (nearest). Episodes
-    are scored ``chunk`` at a time as one batched tensor computation.
+    are scored as batched tensor computations of at most ``chunk`` episodes, fewer when their
+    vectors would pass :data:`BATCH_BYTES`.
 
     Raises ``ValueError`` when an episode item is not in ``embeddings`` or its labels disagree.
     """
@@ -273,9 +280,12 @@ def evaluate_episodes(
     _check_labels(episodes, embeddings.labels.numpy(), support_pos, query_pos)
     truth = torch.arange(n_way).repeat_interleave(n_query)
     correct = []
-    for start in range(0, episodes.n_episodes, chunk):
-        support = _gather(embeddings.vectors, support_pos[start : start + chunk])
-        query = _gather(embeddings.vectors, query_pos[start : start + chunk])
+    vectors = embeddings.vectors
+    episode_bytes = n_way * (k_shot + n_query) * vectors.shape[-1] * vectors.element_size()
+    step = max(1, min(chunk, BATCH_BYTES // episode_bytes))
+    for start in range(0, episodes.n_episodes, step):
+        support = _gather(vectors, support_pos[start : start + step])
+        query = _gather(vectors, query_pos[start : start + step])
         predicted = _predict(how, k, query.flatten(1, 2), support)
         correct.append((predicted.cpu() == truth).sum(dim=1))
     per_episode = torch.cat(correct).numpy().astype(np.float64) / (n_way * n_query)

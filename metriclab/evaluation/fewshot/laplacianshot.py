@@ -101,14 +101,15 @@ class LaplacianShot(EpisodeMethod):
         # dimension, ~10x faster on CPU than over a last dimension of 5.
         unary = squared_l2(prototypes, query)
         nearest = nearest_queries(query, self.neighbours)
-        y = (-unary).softmax(dim=1)
+        neg_unary = -unary
+        y = neg_unary.softmax(dim=1)
         pairwise = affinity_times(y, nearest)
         active = torch.ones(len(query), dtype=torch.bool, device=query.device)
         previous = torch.full((len(query),), float("inf"), dtype=torch.float64, device=query.device)
         for step in range(self.steps):
             # log_softmax, then exp: the bound's y·log y needs log y, which stays finite where
             # y underflows to 0 (the paper's log(y + 1e-12) guards the same case).
-            log_y = torch.add(-unary, pairwise, alpha=lam).log_softmax(dim=1)
+            log_y = torch.add(neg_unary, pairwise, alpha=lam).log_softmax(dim=1)
             updated = log_y.exp()
             y = updated if step == 0 else torch.where(active[:, None, None], updated, y)
             # W y at the new y serves both this step's bound and the next step's update. An

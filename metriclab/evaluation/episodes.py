@@ -198,12 +198,6 @@ def _checked(scores: torch.Tensor, expected: tuple[int, ...], what: str) -> torc
     return scores
 
 
-#: Bytes of gathered vectors per batch of episodes: a batch's (E, Q, D) tensors then stay within
-#: a typical L2 cache across the few passes a scorer makes over them; 256 episodes of 5-way
-#: 15-query 64-d vectors (5 MB) ran the cheap scorers ~2× slower, mostly in page faults.
-BATCH_BYTES = 2 << 20
-
-
 def _gather(
     vectors: torch.Tensor, positions: np.ndarray, out: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -268,8 +262,7 @@ def evaluate_episodes(
       whether the method was transductive.
 
     Equal best scores go to the lowest class (prototype) or support position (nearest). Episodes
-    are scored as batched tensor computations of at most ``chunk`` episodes, fewer when their
-    vectors would pass :data:`BATCH_BYTES`.
+    are scored ``chunk`` at a time as one batched tensor computation.
 
     Raises ``ValueError`` when an episode item is not in ``embeddings`` or its labels disagree.
     """
@@ -288,8 +281,7 @@ def evaluate_episodes(
     truth = torch.arange(n_way).repeat_interleave(n_query)
     correct = []
     vectors = embeddings.vectors
-    episode_bytes = n_way * (k_shot + n_query) * vectors.shape[-1] * vectors.element_size()
-    step = max(1, min(chunk, BATCH_BYTES // episode_bytes))
+    step = max(1, min(chunk, episodes.n_episodes))
     dim = vectors.shape[-1]
     buffers = [vectors.new_empty(step * n_way * count, dim) for count in (k_shot, n_query)]
     for start in range(0, episodes.n_episodes, step):

@@ -45,16 +45,27 @@ def rectified_prototypes(
     """BD-CSPN prototypes ``(E, N, D)`` from support ``(E, N, K, D)`` and queries ``(E, Q, D)``."""
     n_way = support.shape[1]
     prototypes = support.mean(dim=2)
-    shifted = query + (support.mean(dim=(1, 2)) - query.mean(dim=1)).unsqueeze(1)
+    shift = support.mean(dim=(1, 2)) - query.mean(dim=1)  # ξ (E, D)
+    unit = F.normalize(prototypes, dim=-1)
     # Support weights: each item's own class only (the one-hot mask of Eq. 5).
-    own = (support * F.normalize(prototypes, dim=-1).unsqueeze(2)).sum(-1)
+    own = (support * unit.unsqueeze(2)).sum(-1)
     support_w = (temperature * own / support.norm(dim=-1).clamp_min(1e-12)).exp()  # (E, N, K)
-    query_w, labels = (temperature * class_major_cosine(prototypes, shifted)).exp().max(dim=1)
+    # cos(q + ξ, p̂) = (p̂·q + p̂·ξ) / ‖q + ξ‖ with ‖q + ξ‖² = ‖q‖² + 2 q·ξ + ‖ξ‖²: one GEMM of the
+    # raw queries against the unit prototypes and ξ, so the shifted (E, Q, D) queries are never
+    # written. Class-major (E, N, Q), so the max over classes reduces a middle dimension.
+    dots = torch.bmm(torch.cat([unit, shift.unsqueeze(1)], dim=1), query.transpose(1, 2))
+    squared = torch.linalg.vector_norm(query, dim=-1).square()  # (E, Q)
+    shifted_norm = squared + 2 * dots[:, -1] + shift.pow(2).sum(-1, keepdim=True)
+    cos = dots[:, :-1] + (unit @ shift.unsqueeze(-1))  # (E, N, Q), over ‖q + ξ‖ below
+    cos = cos / shifted_norm.clamp_min(1e-24).sqrt().unsqueeze(1)
+    query_w, labels = (temperature * cos).exp().max(dim=1)  # (E, Q)
     # Each query's weight in the row of its pseudo-label: (E, N, Q), so one GEMM sums the queries.
     classes = torch.arange(n_way, device=support.device).view(1, n_way, 1)
     members = torch.where(labels.unsqueeze(1) == classes, query_w.unsqueeze(1), 0.0)
-    total = support_w.sum(dim=2) + members.sum(dim=2)  # (E, N)
-    weighted = (support_w.unsqueeze(-1) * support).sum(dim=2) + torch.bmm(members, shifted)
+    mass = members.sum(dim=2)  # (E, N)
+    total = support_w.sum(dim=2) + mass
+    weighted = (support_w.unsqueeze(-1) * support).sum(dim=2) + torch.bmm(members, query)
+    weighted = weighted + mass.unsqueeze(-1) * shift.unsqueeze(1)  # Σ w (q + ξ) = Σ w q + ξ Σ w
     return weighted / total.unsqueeze(-1)
 
 

@@ -306,10 +306,13 @@ def _verify(args: argparse.Namespace) -> int:
     score, same = bundle.verify(args.first, args.second)
     verdict = "same" if same else "different"
     print(f"score {score:.4f}  threshold {bundle.threshold:.4f}  → {verdict}")
-    print(
-        f"(score = bias − {bundle.manifest['distance']['name']} distance of the two embeddings; "
-        "higher is more alike; same when score ≥ threshold)"
+    comparator = bundle.manifest.get("comparator")
+    what = (
+        f"bias − {bundle.manifest['distance']['name']} distance of the two embeddings"
+        if comparator is None
+        else f"the learned {comparator['name']} comparator's pair score"
     )
+    print(f"(score = {what}; higher is more alike; same when score ≥ threshold)")
     return 0 if same else 1
 
 

@@ -8,9 +8,12 @@ views it embeds with, the distance and a calibrated threshold.
                             runtime serves with onnxruntime and no torch
     out_dir/bundle.json     preprocessing, views, distance (with learned weights), bias, threshold,
                             open-set threshold and the class split of the run
+    out_dir/pair_scorer.pt  (and .onnx) for a run trained with a learned comparator (Matching or
+                            Relation Networks): its pair score, recorded under "comparator"
 
-A pair is scored as the Siamese logit ``bias − d(f(a), f(b))``; it shows one class when the score
-is at least the calibrated threshold. The run is opened by :mod:`metriclab.runs`, embedded as its
+A pair is scored as the Siamese logit ``bias − d(f(a), f(b))``, or by the run's learned comparator
+when it has one (``Comparator.pair_scores``); it shows one class when the score is at least the
+calibrated threshold. The run is opened by :mod:`metriclab.runs`, embedded as its
 evaluation embeds (test-time augmentation included) and its calibration pairs scored by the
 report's own :func:`~metriclab.evaluation.score_pairs`. The open-set threshold (the distance
 beyond which :class:`~metriclab.bundle.Gallery` answers ``unknown``) is calibrated on the same
@@ -35,6 +38,8 @@ from metriclab.bundle import (
     FORMAT,
     MANIFEST,
     ONNX,
+    PAIR_ONNX,
+    PAIR_TORCHSCRIPT,
     TORCHSCRIPT,
     Bundle,
     leave_one_class_out,
@@ -46,7 +51,7 @@ from metriclab.bundle.identify import nearest_of
 from metriclab.data import PairSampler, pixels
 from metriclab.evaluation import embed, score_pairs, verification_metrics
 from metriclab.evaluation.openset import evaluate_open_set
-from metriclab.evaluation.run import run_views
+from metriclab.evaluation.run import run_pair_head, run_views
 from metriclab.runs import open_run
 
 __all__ = ["FORMAT", "MANIFEST", "ONNX", "OPEN_SET_FAR", "TORCHSCRIPT", "Bundle", "export_bundle"]
@@ -130,7 +135,9 @@ def export_bundle(
     first, second, same = next(
         iter(PairSampler(calibration.labels, config.eval.pairs, 1, seed=config.eval.seed))
     )
-    scores = score_pairs(model.logits, vectors, torch.as_tensor(first), torch.as_tensor(second))
+    head = run_pair_head(model)  # the report's pair score: the comparator's, if it has one
+    with torch.no_grad():
+        scores = score_pairs(head, vectors, torch.as_tensor(first), torch.as_tensor(second))
     scores = scores.numpy()
     far = OPEN_SET_FAR if target_far is None else target_far
     open_set = {
@@ -182,8 +189,73 @@ def export_bundle(
     with atomic_write(out_dir / TORCHSCRIPT, binary=True) as handle:
         torch.jit.save(traced, handle)
     manifest["files"]["onnx"] = _export_onnx(embedder, example, out_dir)
+    comparator = getattr(model, "comparator", None)
+    if comparator is not None:
+        manifest["comparator"] = _export_comparator(
+            comparator, config.model.comparator, vectors[:2], out_dir
+        )
     write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+class _PairHead(nn.Module):
+    """A comparator's verification score alone: aligned ``(N, D)`` × ``(N, D)`` → ``(N,)``."""
+
+    def __init__(self, comparator: nn.Module) -> None:
+        super().__init__()
+        self.comparator = comparator
+
+    def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        return self.comparator.pair_scores(first, second)
+
+
+def _export_comparator(
+    comparator: nn.Module, name: str, example: torch.Tensor, out_dir: Path
+) -> dict[str, Any]:
+    """Write the comparator's pair score as TorchScript and (with the export extra) ONNX, and
+    return its ``bundle.json`` record: the bundle verifies pairs with it (see
+    :mod:`metriclab.bundle.comparator`)."""
+    head = _PairHead(comparator).eval()
+    pair = (example[:1].contiguous(), example[1:2].contiguous())
+    with torch.no_grad():
+        traced = torch.jit.trace(head, pair)
+    with atomic_write(out_dir / PAIR_TORCHSCRIPT, binary=True) as handle:
+        torch.jit.save(traced, handle)
+    doc = (type(comparator).pair_scores.__doc__ or "").split("\n\n")[0]
+    return {
+        "name": name,
+        "score": " ".join(doc.split()),
+        "files": {"torchscript": PAIR_TORCHSCRIPT, "onnx": _export_pair_onnx(head, pair, out_dir)},
+    }
+
+
+def _export_pair_onnx(
+    head: nn.Module, pair: tuple[torch.Tensor, torch.Tensor], out_dir: Path
+) -> str | None:
+    """The pair scorer in ONNX (inputs ``first``, ``second`` ``(N, D)`` with a dynamic batch,
+    output ``scores`` ``(N,)``), or None without the exporter's dependencies."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        return None
+    try:
+        with atomic_write(out_dir / PAIR_ONNX, binary=True) as handle:
+            torch.onnx.export(
+                head,
+                pair,
+                handle,
+                input_names=["first", "second"],
+                output_names=["scores"],
+                dynamic_axes={
+                    "first": {0: "pairs"},
+                    "second": {0: "pairs"},
+                    "scores": {0: "pairs"},
+                },
+                dynamo=False,
+            )
+    except Exception:  # an unsupported operator: TorchScript remains the bundle's format
+        return None
+    return PAIR_ONNX
 
 
 def _export_onnx(embedder: nn.Module, example: torch.Tensor, out_dir: Path) -> str | None:

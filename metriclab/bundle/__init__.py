@@ -6,6 +6,7 @@ Imports no training or export code, and no torch at module level: with ``backend
 runs on onnxruntime, numpy, PIL and faiss alone.
 """
 
+from metriclab.bundle.comparator import PAIR_ONNX, PAIR_TORCHSCRIPT, pair_scorer
 from metriclab.bundle.embedders import BACKENDS
 from metriclab.bundle.gallery import RULES, UNKNOWN, Gallery, Identification
 from metriclab.bundle.openset import leave_one_class_out, threshold_at_far
@@ -25,6 +26,8 @@ __all__ = [
     "MANIFEST",
     "NUMPY_DISTANCES",
     "ONNX",
+    "PAIR_ONNX",
+    "PAIR_TORCHSCRIPT",
     "RULES",
     "TORCHSCRIPT",
     "UNKNOWN",
@@ -34,6 +37,7 @@ __all__ = [
     "NumpyDistance",
     "leave_one_class_out",
     "numpy_distance",
+    "pair_scorer",
     "threshold_at_far",
     "views_record",
 ]

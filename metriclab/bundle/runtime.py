@@ -1,8 +1,8 @@
 """The runtime of a bundle: load it, embed images as the run was evaluated, score and verify pairs.
 
 A bundle folder (written by :func:`metriclab.export.export_bundle`) holds ``bundle.json`` (the
-preprocessing, the views, the distance, the bias, the verification threshold and the open-set
-threshold), ``embedder.pt`` (TorchScript: uint8 ``(B, C, H, W)`` → float32 ``(B, D)``) and
+preprocessing, the views, the distance, the bias, the verification threshold, the open-set
+threshold and, for a run trained with a learned comparator, its pair scorer), ``embedder.pt`` (TorchScript: uint8 ``(B, C, H, W)`` → float32 ``(B, D)``) and
 ``embedder.onnx`` (the same graph in ONNX). Nothing here imports training or export code, and
 nothing imports torch at module level: with ``backend="onnx"`` a bundle embeds, scores, verifies
 and identifies (:mod:`metriclab.bundle.gallery`) with onnxruntime, numpy, PIL and faiss alone.
@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from metriclab.bundle.comparator import PairScorer, pair_scorer
 from metriclab.bundle.embedders import (
     BACKENDS,
     Embedder,
@@ -86,6 +87,9 @@ class Bundle:
         scorer: the distance in numpy (:mod:`metriclab.bundle.scoring`); ``distance`` is the
             torch module (built on first use, needs torch).
         bias, threshold: a pair scores ``bias − d(a, b)`` and is one class when ≥ ``threshold``.
+        comparator: the learned pair scorer of a run trained with a comparator (Matching or
+            Relation Networks, :mod:`metriclab.bundle.comparator`), which then gives the pair
+            score instead of ``bias − d(a, b)``; None in other bundles.
         open_set: the open-set record (``{"distance": t, ...}``: an identification whose best
             match lies farther than t is ``unknown``), None in bundles made before it.
         size, channels, invert: the preprocessing; split: the run's class split record.
@@ -115,6 +119,10 @@ class Bundle:
             self.renormalize = False if views is None else bool(views["renormalize"])
             self.split: dict[str, Any] | None = manifest.get("split")
             self.engine: Embedder = _engine(folder, manifest, backend)
+            comparator = manifest.get("comparator")  # absent in bundles without one
+            self.comparator: PairScorer | None = (
+                None if comparator is None else pair_scorer(folder, comparator, self.engine.name)
+            )
         except (
             KeyError,
             TypeError,
@@ -189,8 +197,15 @@ class Bundle:
         return self.embed_images(self.load_images(paths))
 
     def score(self, a: Any, b: Any) -> Any:
-        """Scores ``bias − d(a, b)`` of aligned embeddings ``(N, D)`` → ``(N,)``; numpy arrays are
-        scored in numpy, torch tensors by the torch distance."""
+        """Scores ``bias − d(a, b)`` of aligned embeddings ``(N, D)`` → ``(N,)``, or the learned
+        comparator's pair score when the bundle has one; numpy arrays give numpy scores, torch
+        tensors torch scores."""
+        if self.comparator is not None:
+            if isinstance(a, np.ndarray):
+                return self.comparator(a, b)
+            import torch
+
+            return torch.from_numpy(self.comparator(a.numpy(), b.numpy()))
         if isinstance(a, np.ndarray):
             return (self.bias - self.scorer.pairwise(a, b)).astype(np.float32)
         import torch

@@ -198,12 +198,28 @@ def _checked(scores: torch.Tensor, expected: tuple[int, ...], what: str) -> torc
     return scores
 
 
+def _gather(
+    vectors: torch.Tensor, positions: np.ndarray, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Rows of ``(M, D)`` vectors at ``positions`` of any shape → ``positions.shape + (D,)``;
+    ``index_select`` on the flat positions, several times faster on CPU than advanced indexing.
+    ``out``, a buffer reused across batches, spares the page faults of fresh memory."""
+    flat = torch.from_numpy(np.ascontiguousarray(positions).reshape(-1))
+    if out is None:
+        rows = vectors.index_select(0, flat)
+    else:
+        rows = torch.index_select(vectors, 0, flat, out=out[: len(flat)])
+    return rows.view(*positions.shape, vectors.shape[-1])
+
+
 def _predict(how: _Resolved, k: int, query: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
     """Class positions predicted for ``(e, NQ, D)`` queries given ``(e, N, K, D)`` support."""
     e, n_way, k_shot, _ = support.shape
     if how.method is not None:
         scores = _checked(how.method(support, query), (e, query.shape[1], n_way), how.name)
-        return scores.argmax(dim=-1)
+        # max(...).indices, not argmax: same first-best index, but torch's CPU argmax over a short
+        # class dimension (strided, as class-major methods return it) is ~10x slower.
+        return scores.max(dim=-1).indices
     prototype, pair = how.prototype, how.pair
     assert pair is not None  # _resolve gives a pair scorer whenever there is no method
     candidates = support.mean(dim=2) if prototype else support.flatten(1, 2)
@@ -264,9 +280,13 @@ def evaluate_episodes(
     _check_labels(episodes, embeddings.labels.numpy(), support_pos, query_pos)
     truth = torch.arange(n_way).repeat_interleave(n_query)
     correct = []
-    for start in range(0, episodes.n_episodes, chunk):
-        support = embeddings.vectors[torch.from_numpy(support_pos[start : start + chunk])]
-        query = embeddings.vectors[torch.from_numpy(query_pos[start : start + chunk])]
+    vectors = embeddings.vectors
+    step = max(1, min(chunk, episodes.n_episodes))
+    dim = vectors.shape[-1]
+    buffers = [vectors.new_empty(step * n_way * count, dim) for count in (k_shot, n_query)]
+    for start in range(0, episodes.n_episodes, step):
+        support = _gather(vectors, support_pos[start : start + step], buffers[0])
+        query = _gather(vectors, query_pos[start : start + step], buffers[1])
         predicted = _predict(how, k, query.flatten(1, 2), support)
         correct.append((predicted.cpu() == truth).sum(dim=1))
     per_episode = torch.cat(correct).numpy().astype(np.float64) / (n_way * n_query)

@@ -44,6 +44,15 @@ def run_scorer(config: Config, model: SiameseNet, context: ScorerContext | None 
     return scorer_for(config.eval.scorer, model.logit_matrix, context=context)
 
 
+def run_pair_head(model: SiameseNet) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """How the run scores an aligned pair ``(N, D)`` × ``(N, D)`` → ``(N,)`` for verification:
+    its learned comparator's pair score when it was trained with one (Matching or Relation
+    Networks, ``Comparator.pair_scores``), else the Siamese logit ``bias − d(a, b)``. The report
+    and an exported bundle both score pairs with it."""
+    comparator = getattr(model, "comparator", None)  # set by build_model for model.comparator
+    return model.logits if comparator is None else comparator.pair_scores
+
+
 def scorer_context(run: Run, views: torch.Tensor | None, progress: bool) -> ScorerContext:
     """What the run's scorer needs from the run: for a scorer that centres on the training-class
     mean (SimpleShot), the mean embedding of the classes it trained on, embedded as the test
@@ -157,7 +166,7 @@ def evaluate_run(
     embeddings = embed(model.embedding_net, test, progress=progress, views=views)
     report = evaluate_embeddings(
         embeddings, model.distance, {**sampled, **on_test}, config.eval.pairs,
-        config.eval.seed, scorer=scorer, aligned_head=model.logits,
+        config.eval.seed, scorer=scorer, aligned_head=run_pair_head(model),
     )  # fmt: skip
     report = dataclasses.replace(
         report,

@@ -38,6 +38,14 @@ class Comparator(nn.Module):
             raise ValueError(f"{type(self).__name__}: dim must be a positive integer, got {dim!r}")
         self.dim = dim
 
+    def pair_scores(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """The verification score ``(N,)`` of aligned embedding pairs ``(N, D)`` × ``(N, D)``,
+        higher = more alike: how the comparator scores ``second`` as a query against ``first``
+        as a one-shot class. Exported bundles score pairs with it (``pair_scorer.onnx``)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} gives no pair score; define pair_scores to verify pairs"
+        )
+
     def check(self, support: torch.Tensor, query: torch.Tensor) -> None:
         """Refuse inputs of the wrong shape, naming the expected one."""
         if support.ndim != 4 or query.ndim != 3 or support.shape[0] != query.shape[0]:
@@ -116,6 +124,13 @@ class MatchingComparator(Comparator):
         # log Σ_{i ∈ class n} a_i, with the support class-major: shots of a class are adjacent.
         return logits.log_softmax(dim=-1).unflatten(-1, (n_way, k_shot)).logsumexp(dim=-1)
 
+    def pair_scores(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """The cosine ``(N,)`` of the two trained embeddings: the attention logit of a one-shot
+        episode normalises the support item, and the cosine also normalises the query, so the
+        score is symmetric and its scale does not depend on either norm. The full-context
+        embeddings (FCE) do not apply: they read a support *set*, and a pair has none."""
+        return F.cosine_similarity(first, second, dim=-1)
+
 
 class RelationComparator(Comparator):
     """Relation Networks: ``r_{n,j} = g_φ([Σ_k f(x_{n,k}), f(x_j)])`` (Sung et al. 2018, Eq. 1–2):
@@ -160,6 +175,13 @@ class RelationComparator(Comparator):
             dim=-1,
         )  # (E, Q, N, 2D): class feature first, then the query, as in the paper's C(·, ·)
         return self.relation(pairs.flatten(0, 2)).view(e, q, n_way)
+
+    def pair_scores(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """The relation score ``(N,)`` in [0, 1] of ``second`` (the query) to ``first`` (a
+        one-shot class, whose feature is its one embedding): the score a 1-shot episode gives,
+        so asymmetric like the paper's ``C(class, query)``. With the module in eval mode the
+        batch norm uses its running statistics, so every pair is scored alone."""
+        return self.relation(torch.cat([first, second], dim=-1)).squeeze(-1)
 
 
 #: ``model.comparator`` names → builders ``(dim, params) → Comparator``; ``none`` is no comparator.

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from metriclab.atomic import atomic_write
 from metriclab.evaluation.episodes import SCORERS, EpisodeScorer
-from metriclab.evaluation.method import EpisodeMethod, ScorerContext, squared_l2
+from metriclab.evaluation.method import EpisodeMethod, ScorerContext
 
 #: The run-folder file that stores the training-class mean SimpleShot centres on.
 TRAIN_MEAN = "train_mean.pt"
@@ -56,8 +56,20 @@ class SimpleShot(EpisodeMethod):
                 f"embeddings have {support.shape[-1]}; it belongs to another model"
             )
         mean = self.train_mean.to(support)
-        centroids = cl2n(support, mean).mean(dim=2)
-        return -squared_l2(cl2n(query, mean), centroids)
+        centroids = cl2n(support, mean).mean(dim=2)  # (E, N, D)
+        # With ‖q̃‖ = 1, −‖q̃ − c̃‖² = 2 q̃·c̃ − ‖c̃‖² − 1, and q̃·c̃ = (q·c̃ − x̄·c̃) / ‖q − x̄‖ with
+        # ‖q − x̄‖² = ‖q‖² − 2 q·x̄ + ‖x̄‖²: one GEMM of the raw queries against the centroids and
+        # x̄ together, and no (E, Q, D) tensor is written (those passes, and the page faults of
+        # their fresh memory, were most of the time). Class-major (E, N, Q) scores, so the
+        # argmax over classes reduces a middle dimension.
+        rows = torch.cat([centroids, mean.expand(len(support), 1, -1)], dim=1)  # (E, N + 1, D)
+        dots = torch.bmm(rows, query.transpose(1, 2))  # (E, N + 1, Q)
+        to_mean = dots[:, -1:]  # q·x̄ (E, 1, Q)
+        squared_q = torch.linalg.vector_norm(query, dim=-1).square().unsqueeze(1)
+        norms = (squared_q - 2 * to_mean + mean.dot(mean)).clamp_min(1e-24).sqrt()
+        cos = (dots[:, :-1] - (centroids @ mean).unsqueeze(-1)) / norms  # (E, N, Q)
+        squared_c = centroids.pow(2).sum(dim=-1, keepdim=True)
+        return (2 * cos - squared_c - 1).transpose(1, 2)
 
 
 def _build(context: ScorerContext) -> SimpleShot:

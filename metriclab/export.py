@@ -164,7 +164,7 @@ def export_bundle(
     }  # fmt: skip
     channels, size = calibration.channels, calibration.images.shape[-1]
     manifest = {
-        "format": FORMAT,
+        "format": 1,  # raised to FORMAT below when a comparator needs it
         "metriclab": __version__,
         "run": config.name,
         "config": config.to_dict(),
@@ -194,6 +194,7 @@ def export_bundle(
         manifest["comparator"] = _export_comparator(
             comparator, config.model.comparator, vectors[:2], out_dir
         )
+        manifest["format"] = FORMAT  # runtimes reading only format 1 cannot score it
     write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
 

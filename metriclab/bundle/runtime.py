@@ -32,7 +32,25 @@ from metriclab.bundle.sources import decode_image
 MANIFEST = "bundle.json"
 TORCHSCRIPT = "embedder.pt"
 ONNX = "embedder.onnx"
-FORMAT = 1
+FORMAT = 2
+"""The newest bundle.json layout this runtime reads. 1: embedder, distance, bias, threshold; 2 adds
+a learned comparator's pair scorer (``"comparator"``). Export writes 1 unless a comparator is
+present, so that runtimes that read only format 1 keep loading every bundle they can score."""
+
+
+class _NewerFormat(ValueError):
+    """A bundle.json this runtime cannot read because a newer metriclab wrote it."""
+
+
+def _check_format(path: Path, manifest: Any) -> None:
+    """Refuse a manifest whose ``"format"`` is not one this runtime reads (absent means 1)."""
+    written = manifest.get("format", 1) if isinstance(manifest, dict) else 1
+    if isinstance(written, bool) or not isinstance(written, int) or not 1 <= written <= FORMAT:
+        made_by = manifest.get("metriclab", "an unknown version")
+        raise _NewerFormat(
+            f"{path} has bundle format {written!r} (written by metriclab {made_by}), but this "
+            f"metriclab reads formats 1 to {FORMAT}; upgrade metriclab or export the run again"
+        )
 
 
 def views_record(views: Any, renormalize: bool) -> dict[str, Any] | None:
@@ -107,6 +125,7 @@ class Bundle:
         try:
             manifest = json.loads(raw.decode("utf-8"))
             self.manifest: dict[str, Any] = manifest
+            _check_format(path, manifest)
             self.config: dict[str, Any] = manifest["config"]
             self.scorer: NumpyDistance = numpy_distance(manifest["distance"])
             self.bias = float(manifest["bias"])
@@ -123,6 +142,8 @@ class Bundle:
             self.comparator: PairScorer | None = (
                 None if comparator is None else pair_scorer(folder, comparator, self.engine.name)
             )
+        except _NewerFormat:
+            raise
         except (
             KeyError,
             TypeError,

@@ -58,6 +58,7 @@ def test_bundle_verification_equals_the_reports(exported, backend: str) -> None:
     kind, run, bundle_dir, results = exported
     manifest = json.loads((bundle_dir / "bundle.json").read_text())
     assert manifest["comparator"]["name"] == kind
+    assert manifest["format"] == 2  # a format-1 runtime would score it as bias − distance
     assert manifest["comparator"]["files"]["onnx"] == "pair_scorer.onnx"
     bundle = Bundle.load(bundle_dir, backend)
     assert bundle.comparator is not None and bundle.comparator.name == backend
@@ -129,9 +130,24 @@ def test_comparator_bundle_verifies_without_torch(exported, tmp_path: Path, caps
 
 def test_bundles_without_a_comparator_score_bias_minus_distance(bundle_dir: Path) -> None:
     """The shared plain bundle (conftest): no comparator record, the Siamese logit as before."""
-    assert "comparator" not in json.loads((bundle_dir / "bundle.json").read_text())
+    manifest = json.loads((bundle_dir / "bundle.json").read_text())
+    assert "comparator" not in manifest and manifest["format"] == 1
     bundle = Bundle.load(bundle_dir, "onnx")
     assert bundle.comparator is None
     g = np.random.default_rng(0)
     a, b = g.normal(size=(4, 64)).astype(np.float32), g.normal(size=(4, 64)).astype(np.float32)
     np.testing.assert_allclose(bundle.score(a, b), bundle.bias - bundle.scorer.pairwise(a, b))
+
+
+@pytest.mark.parametrize("written", [3, 0, "2"])
+def test_a_bundle_format_this_runtime_does_not_read_is_refused_by_name(
+    bundle_dir: Path, tmp_path: Path, written: object
+) -> None:
+    copy = tmp_path / "bundle"
+    copy.mkdir()
+    for file in bundle_dir.iterdir():
+        (copy / file.name).write_bytes(file.read_bytes())
+    manifest = json.loads((copy / "bundle.json").read_text())
+    (copy / "bundle.json").write_text(json.dumps({**manifest, "format": written}))
+    with pytest.raises(ValueError, match=rf"bundle format {written!r} .* reads formats 1 to 2"):
+        Bundle.load(copy, "onnx")

@@ -35,7 +35,9 @@ import torch
 from metriclab.atomic import atomic_write
 from metriclab.config import resolve_config
 from metriclab.evaluation import Report, confidence_interval, embed
-from metriclab.training import open_run, train
+from metriclab.evaluation.run import run_scorer, run_views, scorer_context
+from metriclab.runs import open_run
+from metriclab.training import train
 
 QUICK = ["train.steps=20", "train.checkpoint_every=20", "train.validate_every=10"]
 
@@ -65,9 +67,15 @@ def recipe_fold(
     held = "data.test_classes=[" + ",".join(subjects) + "]"
     config = resolve_config(name, [f"data.path={data}", held, *overrides])
     _, minutes, cpu = timed(lambda: train(config, run_dir, progress=False))
-    config, model, (_, test) = open_run(run_dir)
-    embeddings = embed(model.embedding_net, test, progress=False)
-    return base.score(embeddings, base.episode_sets(test), model.distance), minutes, cpu
+    # Scored as `metriclab eval` scores the run: its eval.scorer (SimpleShot centres on the mean
+    # of the classes it trained on) and its eval.tta views, on the shared episodes and pairs.
+    run = open_run(run_dir)
+    views = run_views(run.config)
+    scorer = run_scorer(run.config, run.model, scorer_context(run, views, progress=False))
+    test = run.data.test
+    embeddings = embed(run.model.embedding_net, test, progress=False, views=views)
+    report = base.score(embeddings, base.episode_sets(test), run.model.distance, scorer)
+    return report, minutes, cpu
 
 
 def baseline_fold(
@@ -160,15 +168,22 @@ def main() -> int:
     parser.add_argument("--runs", type=Path, default=Path("runs/reproduce-faces"))
     parser.add_argument("--validation", action="store_true", help="choose settings (see above)")
     parser.add_argument("--quick", action="store_true", help="20 steps per config, 1 epoch")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads for training and scoring (default: 1)"
+    )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     if not args.data.exists():
         print(f"error: {args.data} does not exist; pass --data or run from the repository root",
               file=sys.stderr)  # fmt: skip
         return 2
-    torch.set_num_threads(2)
+    if args.threads < 1:
+        print(f"error: --threads must be at least 1, got {args.threads}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
     data, folds = plan(args)
-    overrides = args.set + (QUICK if args.quick else [])
+    # The thread count first, so a --set train.threads=… still wins; it fixes float sums too.
+    overrides = [f"train.threads={args.threads}", *args.set, *(QUICK if args.quick else [])]
     epochs = 1 if args.quick and args.baseline_epochs else args.baseline_epochs
     faces = base.load_faces(data, args.baseline_size) if epochs else None
     rows = []

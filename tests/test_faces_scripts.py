@@ -138,7 +138,11 @@ def test_recipes_are_scored_with_their_eval_scorer_and_views(
     original, seen = repro.embed, []
 
     def recording_embed(
-        net: torch.nn.Module, data: base.LabeledImages, *, progress: bool, views: torch.Tensor | None
+        net: torch.nn.Module,
+        data: base.LabeledImages,
+        *,
+        progress: bool,
+        views: torch.Tensor | None,
     ) -> base.Embeddings:
         seen.append(1 if views is None else len(views))
         return original(net, data, progress=progress, views=views)

@@ -239,6 +239,33 @@ class KochAffine:
         return warp(images, affine_matrices(self.sample(images.shape[0], generator)))
 
 
+@dataclass(frozen=True)
+class AffineFlip:
+    """:class:`KochAffine`'s random distortion, then a left-right mirror with probability ``flip``.
+
+    For photos whose mirror image shows the same class (frontal faces; not characters). The
+    mirror is folded into each image's affine map, so every image is resampled once. Call
+    ``augment(images, generator)`` with ``(B, C, H, W)`` uint8 or float images; the same
+    generator state gives the same output.
+    """
+
+    affine: KochAffine = KochAffine()
+    flip: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.flip <= 1.0:
+            raise ValueError(f"flip must lie in [0, 1], got {self.flip}")
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if images.ndim != 4:
+            raise ValueError(f"expected images (B, C, H, W), got shape {tuple(images.shape)}")
+        matrices = affine_matrices(self.affine.sample(images.shape[0], generator))
+        mirrored = torch.rand(images.shape[0], generator=generator, dtype=torch.float64) < self.flip
+        mirror = torch.tensor([[-1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+        matrices = torch.where(mirrored[:, None, None], mirror @ matrices, matrices)
+        return warp(images, matrices)
+
+
 #: A per-sample augmentation: uint8 ``(B, C, H, W)`` and a generator → a batch of the same shape.
 Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -249,6 +276,7 @@ AUGMENTATIONS: Registry[Callable[[], Augmentation | None]] = Registry(
 )
 AUGMENTATIONS.register("none", lambda: None)
 AUGMENTATIONS.register("affine", KochAffine)
+AUGMENTATIONS.register("affine_flip", AffineFlip)
 
 
 def build_augmentation(name: str) -> Augmentation | None:

@@ -20,7 +20,13 @@ from metriclab.data import (
     tta_views,
     warp,
 )
-from metriclab.data.augment import TTA_VIEWS, affine_flip_views, build_augmentation, flip_views
+from metriclab.data.augment import (
+    TTA_VIEWS,
+    AffineFlip,
+    affine_flip_views,
+    build_augmentation,
+    flip_views,
+)
 
 
 def grouped(
@@ -276,6 +282,23 @@ def test_affine_flip_views_mirror_each_affine_view_after_it() -> None:
         torch.testing.assert_close(
             mirrored[..., 4:-4, 4:-4], torch.flip(warped, dims=(3,))[..., 4:-4, 4:-4]
         )
+
+
+def test_affine_flip_mirrors_the_koch_distortion_of_each_chosen_image() -> None:
+    images = torch.rand(6, 1, 10, 10, generator=torch.Generator().manual_seed(1))
+    seeded = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    # With every image mirrored, the output is the mirror of the same Koch distortion (same draws).
+    mirrored = AffineFlip(flip=1.0)(images, seeded())
+    torch.testing.assert_close(mirrored, torch.flip(KochAffine()(images, seeded()), dims=(3,)))
+    assert torch.equal(AffineFlip(flip=0.0)(images, seeded()), KochAffine()(images, seeded()))
+    # No distortion: each image is either itself or its exact mirror, about half of them mirrored.
+    many = torch.rand(400, 1, 6, 6, generator=torch.Generator().manual_seed(2))
+    out = AffineFlip(KochAffine(p=0.0))(many, seeded())
+    same = (out - many).abs().amax(dim=(1, 2, 3)) < 1e-5
+    flipped = (out - torch.flip(many, dims=(3,))).abs().amax(dim=(1, 2, 3)) < 1e-5
+    assert bool((same | flipped).all()) and 150 < int(flipped.sum()) < 250
+    with pytest.raises(ValueError, match=r"flip must lie in \[0, 1\]"):
+        AffineFlip(flip=1.5)
 
 
 def test_every_tta_view_set_starts_with_the_identity() -> None:

@@ -1,15 +1,16 @@
 """ORL faces: metriclab's recipe(s) against the Siamese tutorial, cross-validated over subjects.
 
 The 30 subjects of ``../shared/data/faces-orl`` fall into seeded folds (3 by default: train on
-20, score on 10 never seen). On every fold each config trains through metriclab (its own
+20, score on 10 never seen). On every fold each config trains through metriclab (any
 validation subjects and early stopping stay inside the training subjects) and the tutorial
 baseline (``scripts/faces_baseline.py``) trains on the same subjects; both are scored on the same
-10-way and 5-way 1-shot episodes and the same verification pairs (:func:`faces_baseline.score`).
-Prints a Markdown table per fold and pooled over folds: accuracy ± 95 % CI, ROC AUC, EER, TAR at
-FAR 1 % and 0.1 %, training wall time and CPU time (user + system of this process).
+10-way and 5-way 1-shot episodes and the same verification pairs (:func:`faces_baseline.score`),
+a recipe with its own ``eval.scorer`` and ``eval.tta`` views. Prints a Markdown table per fold
+and pooled over folds: accuracy ± 95 % CI, ROC AUC, EER, TAR at FAR 1 % and 0.1 %, training wall
+time and CPU time (user + system of this process). One torch thread unless ``--threads``.
 
     python scripts/reproduce_faces.py                                  # faces-orl, baseline 20 ep.
-    python scripts/reproduce_faces.py --validation --set train.steps=3000 --baseline-epochs 0
+    python scripts/reproduce_faces.py --validation --baseline-epochs 0 --set data.augment=affine
 
 ``--validation`` is where settings are chosen: the first fold's test subjects are not even read,
 and the other 20 fall into 2 folds of 10 (train on 10, score on 10). ``--quick`` trains 20 steps

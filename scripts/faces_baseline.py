@@ -162,6 +162,18 @@ def embed_baseline(net: TutorialNet, data: LabeledImages, batch_size: int = 100)
     return Embeddings(torch.cat(parts), data.labels.clone(), tuple(data.item_ids))
 
 
+def pixel_embeddings(data: LabeledImages) -> Embeddings:
+    """Nothing learned: each photo's pixels ``(N, S·S)``, minus their mean, scaled to unit length.
+
+    The reference a learned face metric must beat (nearest neighbour on centred, normalised
+    pixels is the correlation matcher of Brunelli & Poggio 1993).
+    """
+    pixels = data.images.flatten(1).double() / 255.0
+    centred = pixels - pixels.mean(dim=1, keepdim=True)
+    unit = centred / centred.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return Embeddings(unit.float(), data.labels.clone(), tuple(data.item_ids))
+
+
 def load_faces(path: Path, size: int) -> LabeledImages:
     """The ORL photos at ``size`` × ``size``, grey, in memory."""
     return load_dataset("faces-orl", path, size, 1, progress=False)

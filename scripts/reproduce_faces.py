@@ -166,6 +166,13 @@ def main() -> int:
     parser.add_argument("--baseline-epochs", type=int, default=20, help="0 skips the baseline")
     parser.add_argument("--baseline-seed", type=int, default=0, help="the baseline's seed")
     parser.add_argument("--baseline-size", type=int, default=100, help="tutorial: 100 px")
+    parser.add_argument(
+        "--pixels",
+        type=int,
+        default=0,
+        metavar="SIZE",
+        help="also score raw centred pixels at SIZE px (0: off)",
+    )
     parser.add_argument("--runs", type=Path, default=Path("runs/reproduce-faces"))
     parser.add_argument("--validation", action="store_true", help="choose settings (see above)")
     parser.add_argument("--quick", action="store_true", help="20 steps per config, 1 epoch")
@@ -178,8 +185,9 @@ def main() -> int:
         print(f"error: {args.data} does not exist; pass --data or run from the repository root",
               file=sys.stderr)  # fmt: skip
         return 2
-    if args.threads < 1:
-        print(f"error: --threads must be at least 1, got {args.threads}", file=sys.stderr)
+    if args.threads < 1 or args.pixels < 0:
+        print(f"error: --threads must be at least 1 and --pixels at least 0, got {args.threads} "
+              f"and {args.pixels}", file=sys.stderr)  # fmt: skip
         return 2
     torch.set_num_threads(args.threads)
     data, folds = plan(args)
@@ -187,6 +195,7 @@ def main() -> int:
     overrides = [f"train.threads={args.threads}", *args.set, *(QUICK if args.quick else [])]
     epochs = 1 if args.quick and args.baseline_epochs else args.baseline_epochs
     faces = base.load_faces(data, args.baseline_size) if epochs else None
+    pixels = base.load_faces(data, args.pixels) if args.pixels else None
     rows = []
     for k, subjects in enumerate(folds):
         for name in args.configs:
@@ -194,6 +203,10 @@ def main() -> int:
             rows.append(Row(name, str(k), *found))
             print(f"{name} fold {k}: EER {found[0].verification.eer:.4f}, {found[1]:.1f} min",
                   file=sys.stderr, flush=True)  # fmt: skip
+        if pixels is not None:
+            test = base.test_part(pixels, subjects)
+            report = base.score(base.pixel_embeddings(test), base.episode_sets(test))
+            rows.append(Row(f"raw pixels ({args.pixels} px)", str(k), report, 0.0, 0.0))
         if faces is not None:
             found = baseline_fold(faces, subjects, epochs, args.baseline_seed)
             rows.append(Row(f"tutorial Siamese ({epochs} epochs)", str(k), *found))

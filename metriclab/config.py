@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from metriclab.atomic import write_text
-from metriclab.data.augment import AUGMENTATIONS
+from metriclab.data.augment import AUGMENTATIONS, TTA_VIEWS
 from metriclab.data.registry import DATA_SETS, check_params
 from metriclab.data.streaming import STORAGES
 from metriclab.distances import DISTANCES
@@ -178,8 +178,11 @@ class EvalConfig:
     (nearest class mean) or ``siamese`` (the learned Siamese head scores query × support).
     ``within_group`` draws each seeded episode from one group (alphabet); ``episodes = 0`` skips
     the seeded set. ``episode_files`` are fixed episode sets (``episodes/*.jsonl``) scored too.
-    ``tta`` embeds every test image as the mean over nine fixed small shifts, rotations and
-    scalings of it (:func:`metriclab.data.tta_views`), at nine times the embedding cost.
+    ``tta`` embeds every test image as the mean of its embeddings over the fixed views that
+    ``tta_views`` names (:data:`metriclab.data.TTA_VIEWS`): ``affine``, nine small shifts,
+    rotations and scalings (:func:`metriclab.data.tta_views`, for characters); ``flip``, the
+    image and its mirror image (for faces and other mirror-symmetric classes); ``affine_flip``,
+    both (18 views). Each view costs one more embedding pass.
     """
 
     n_way: int = 5
@@ -192,6 +195,7 @@ class EvalConfig:
     within_group: bool = False
     episode_files: list[str] | None = None
     tta: bool = False
+    tta_views: str = "affine"
 
 
 @dataclass
@@ -297,6 +301,7 @@ class Config:
             "train.optimizer": (self.train.optimizer, OPTIMIZERS),
             "train.schedule": (self.train.schedule, SCHEDULES),
             "eval.scorer": (self.eval.scorer, SCORERS),
+            "eval.tta_views": (self.eval.tta_views, TTA_VIEWS),
             "model.comparator": (self.model.comparator, ["none", *COMPARATORS.names()]),
         }
         for key, (value, names) in choices.items():

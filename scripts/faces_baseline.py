@@ -33,7 +33,7 @@ from metriclab.data import LabeledImages, PairSampler
 from metriclab.data.episodes import EpisodeSet
 from metriclab.data.registry import load_dataset
 from metriclab.distances import L2, Distance
-from metriclab.evaluation import Embeddings, Report, evaluate_embeddings
+from metriclab.evaluation import Embeddings, Report, Scorer, evaluate_embeddings
 
 DATA = Path("../shared/data/faces-orl/orl_faces_s01-s30.zip")
 #: Episodes and verification pairs per fold; their seed is the fold's, never the training seed.
@@ -68,15 +68,19 @@ def episode_sets(test: LabeledImages) -> dict[str, EpisodeSet]:
 
 
 def score(
-    embeddings: Embeddings, sets: dict[str, EpisodeSet], distance: Distance | None = None
+    embeddings: Embeddings,
+    sets: dict[str, EpisodeSet],
+    distance: Distance | None = None,
+    scorer: Scorer = "nearest",
 ) -> Report:
-    """Episodes (nearest neighbour) and verification (−distance, default L2) on one fold.
+    """Episodes (``scorer``, default nearest neighbour) and verification (−distance, default L2)
+    on one fold.
 
     The pairs depend only on the labels and :data:`EVAL_SEED`, so every method scored on the
     same subjects meets the same pairs; the episodes are the same item ids.
     """
     distance = L2() if distance is None else distance
-    return evaluate_embeddings(embeddings, distance, sets, PAIRS, EVAL_SEED, scorer="nearest")
+    return evaluate_embeddings(embeddings, distance, sets, PAIRS, EVAL_SEED, scorer=scorer)
 
 
 class TutorialNet(nn.Module):
@@ -156,6 +160,18 @@ def embed_baseline(net: TutorialNet, data: LabeledImages, batch_size: int = 100)
         for start in range(0, len(data), batch_size)
     ]
     return Embeddings(torch.cat(parts), data.labels.clone(), tuple(data.item_ids))
+
+
+def pixel_embeddings(data: LabeledImages) -> Embeddings:
+    """Nothing learned: each photo's pixels ``(N, S·S)``, minus their mean, scaled to unit length.
+
+    The reference a learned face metric must beat (nearest neighbour on centred, normalised
+    pixels is the correlation matcher of Brunelli & Poggio 1993).
+    """
+    pixels = data.images.flatten(1).double() / 255.0
+    centred = pixels - pixels.mean(dim=1, keepdim=True)
+    unit = centred / centred.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return Embeddings(unit.float(), data.labels.clone(), tuple(data.item_ids))
 
 
 def load_faces(path: Path, size: int) -> LabeledImages:

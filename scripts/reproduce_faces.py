@@ -1,15 +1,16 @@
 """ORL faces: metriclab's recipe(s) against the Siamese tutorial, cross-validated over subjects.
 
 The 30 subjects of ``../shared/data/faces-orl`` fall into seeded folds (3 by default: train on
-20, score on 10 never seen). On every fold each config trains through metriclab (its own
+20, score on 10 never seen). On every fold each config trains through metriclab (any
 validation subjects and early stopping stay inside the training subjects) and the tutorial
 baseline (``scripts/faces_baseline.py``) trains on the same subjects; both are scored on the same
-10-way and 5-way 1-shot episodes and the same verification pairs (:func:`faces_baseline.score`).
-Prints a Markdown table per fold and pooled over folds: accuracy ± 95 % CI, ROC AUC, EER, TAR at
-FAR 1 % and 0.1 %, training wall time and CPU time (user + system of this process).
+10-way and 5-way 1-shot episodes and the same verification pairs (:func:`faces_baseline.score`),
+a recipe with its own ``eval.scorer`` and ``eval.tta`` views. Prints a Markdown table per fold
+and pooled over folds: accuracy ± 95 % CI, ROC AUC, EER, TAR at FAR 1 % and 0.1 %, training wall
+time and CPU time (user + system of this process). One torch thread unless ``--threads``.
 
     python scripts/reproduce_faces.py                                  # faces-orl, baseline 20 ep.
-    python scripts/reproduce_faces.py --validation --set train.steps=3000 --baseline-epochs 0
+    python scripts/reproduce_faces.py --validation --baseline-epochs 0 --set data.augment=affine
 
 ``--validation`` is where settings are chosen: the first fold's test subjects are not even read,
 and the other 20 fall into 2 folds of 10 (train on 10, score on 10). ``--quick`` trains 20 steps
@@ -35,7 +36,9 @@ import torch
 from metriclab.atomic import atomic_write
 from metriclab.config import resolve_config
 from metriclab.evaluation import Report, confidence_interval, embed
-from metriclab.training import open_run, train
+from metriclab.evaluation.run import run_scorer, run_views, scorer_context
+from metriclab.runs import open_run
+from metriclab.training import train
 
 QUICK = ["train.steps=20", "train.checkpoint_every=20", "train.validate_every=10"]
 
@@ -65,9 +68,15 @@ def recipe_fold(
     held = "data.test_classes=[" + ",".join(subjects) + "]"
     config = resolve_config(name, [f"data.path={data}", held, *overrides])
     _, minutes, cpu = timed(lambda: train(config, run_dir, progress=False))
-    config, model, (_, test) = open_run(run_dir)
-    embeddings = embed(model.embedding_net, test, progress=False)
-    return base.score(embeddings, base.episode_sets(test), model.distance), minutes, cpu
+    # Scored as `metriclab eval` scores the run: its eval.scorer (SimpleShot centres on the mean
+    # of the classes it trained on) and its eval.tta views, on the shared episodes and pairs.
+    run = open_run(run_dir)
+    views = run_views(run.config)
+    scorer = run_scorer(run.config, run.model, scorer_context(run, views, progress=False))
+    test = run.data.test
+    embeddings = embed(run.model.embedding_net, test, progress=False, views=views)
+    report = base.score(embeddings, base.episode_sets(test), run.model.distance, scorer)
+    return report, minutes, cpu
 
 
 def baseline_fold(
@@ -157,20 +166,36 @@ def main() -> int:
     parser.add_argument("--baseline-epochs", type=int, default=20, help="0 skips the baseline")
     parser.add_argument("--baseline-seed", type=int, default=0, help="the baseline's seed")
     parser.add_argument("--baseline-size", type=int, default=100, help="tutorial: 100 px")
+    parser.add_argument(
+        "--pixels",
+        type=int,
+        default=0,
+        metavar="SIZE",
+        help="also score raw centred pixels at SIZE px (0: off)",
+    )
     parser.add_argument("--runs", type=Path, default=Path("runs/reproduce-faces"))
     parser.add_argument("--validation", action="store_true", help="choose settings (see above)")
     parser.add_argument("--quick", action="store_true", help="20 steps per config, 1 epoch")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads for training and scoring (default: 1)"
+    )
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     if not args.data.exists():
         print(f"error: {args.data} does not exist; pass --data or run from the repository root",
               file=sys.stderr)  # fmt: skip
         return 2
-    torch.set_num_threads(2)
+    if args.threads < 1 or args.pixels < 0:
+        print(f"error: --threads must be at least 1 and --pixels at least 0, got {args.threads} "
+              f"and {args.pixels}", file=sys.stderr)  # fmt: skip
+        return 2
+    torch.set_num_threads(args.threads)
     data, folds = plan(args)
-    overrides = args.set + (QUICK if args.quick else [])
+    # The thread count first, so a --set train.threads=… still wins; it fixes float sums too.
+    overrides = [f"train.threads={args.threads}", *args.set, *(QUICK if args.quick else [])]
     epochs = 1 if args.quick and args.baseline_epochs else args.baseline_epochs
     faces = base.load_faces(data, args.baseline_size) if epochs else None
+    pixels = base.load_faces(data, args.pixels) if args.pixels else None
     rows = []
     for k, subjects in enumerate(folds):
         for name in args.configs:
@@ -178,6 +203,10 @@ def main() -> int:
             rows.append(Row(name, str(k), *found))
             print(f"{name} fold {k}: EER {found[0].verification.eer:.4f}, {found[1]:.1f} min",
                   file=sys.stderr, flush=True)  # fmt: skip
+        if pixels is not None:
+            test = base.test_part(pixels, subjects)
+            report = base.score(base.pixel_embeddings(test), base.episode_sets(test))
+            rows.append(Row(f"raw pixels ({args.pixels} px)", str(k), report, 0.0, 0.0))
         if faces is not None:
             found = baseline_fold(faces, subjects, epochs, args.baseline_seed)
             rows.append(Row(f"tutorial Siamese ({epochs} epochs)", str(k), *found))

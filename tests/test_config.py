@@ -77,6 +77,7 @@ def test_unknown_config_file(tmp_path) -> None:
         ("train.optimizer=adamw2", "train.optimizer", "adamw"),
         ("train.schedule=cosin", "train.schedule", "cosine"),
         ("eval.scorer=prototypes", "eval.scorer", "prototype"),
+        ("eval.tta_views=flips", "eval.tta_views", "flip"),
     ],
 )
 def test_unknown_names_are_reported_from_the_registry(
@@ -87,7 +88,7 @@ def test_unknown_names_are_reported_from_the_registry(
 
 
 def test_config_choices_are_the_registries() -> None:
-    from metriclab.data import AUGMENTATIONS, DATA_SETS
+    from metriclab.data import AUGMENTATIONS, DATA_SETS, TTA_VIEWS
     from metriclab.evaluation.episodes import SCORERS
     from metriclab.models import BACKBONES
     from metriclab.optim import OPTIMIZERS, SCHEDULES
@@ -99,6 +100,7 @@ def test_config_choices_are_the_registries() -> None:
         "train.optimizer": OPTIMIZERS,
         "train.schedule": SCHEDULES,
         "eval.scorer": SCORERS,
+        "eval.tta_views": TTA_VIEWS,
     }
     for key, registry in keys.items():
         assert registry.key == key

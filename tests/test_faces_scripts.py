@@ -130,3 +130,50 @@ def test_reproduce_script_prints_both_methods(
         accuracy = float(cells[2].split("±")[0])
         assert 0 < accuracy <= 100 and math.isfinite(accuracy)
     assert "tutorial Siamese (1 epochs)" in out and "**faces-orl**" in out
+
+
+def test_pixel_embeddings_ignore_brightness_and_contrast() -> None:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(60, 150, (4, 1, 6, 6), dtype=torch.uint8, generator=generator)
+    data = base.LabeledImages(images, torch.tensor([0, 0, 1, 1]), ("a", "b"), ("1", "2", "3", "4"))
+    brighter = base.LabeledImages(
+        (images.int() * 3 // 2 + 20).to(torch.uint8), data.labels, ("a", "b"), data.item_ids
+    )
+    plain, bright = base.pixel_embeddings(data), base.pixel_embeddings(brighter)
+    assert plain.vectors.shape == (4, 36)
+    torch.testing.assert_close(plain.vectors.norm(dim=1), torch.ones(4))
+    torch.testing.assert_close(plain.vectors.sum(dim=1), torch.zeros(4), atol=1e-5, rtol=0)
+    # A gain and an offset of the grey levels leave centred unit vectors nearly unchanged (the
+    # integer rounding of the 3/2 gain is all that differs).
+    assert float((plain.vectors - bright.vectors).abs().max()) < 0.02
+
+
+def test_recipes_are_scored_with_their_eval_scorer_and_views(
+    faces_zip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    original, seen = repro.embed, []
+
+    def recording_embed(
+        net: torch.nn.Module,
+        data: base.LabeledImages,
+        *,
+        progress: bool,
+        views: torch.Tensor | None,
+    ) -> base.Embeddings:
+        seen.append(1 if views is None else len(views))
+        return original(net, data, progress=progress, views=views)
+
+    argv = ["reproduce_faces.py", "--data", str(faces_zip), "--folds", "2", "--quick",
+            "--runs", str(tmp_path), "--baseline-epochs", "0", "--set", "data.size=16",
+            "--set", "data.val_fraction=0", "--set", "train.classes_per_batch=4",
+            "--set", "train.samples_per_class=2", "--set", "eval.scorer=simpleshot",
+            "--set", "eval.tta=true", "--set", "eval.tta_views=flip", "--pixels", "12"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(repro, "embed", recording_embed)
+    assert repro.main() == 0
+    assert "| **raw pixels (12 px)** | **all (pooled)** |" in capsys.readouterr().out
+    # Each fold's unseen subjects are embedded with the run's two flip views, and SimpleShot's
+    # training-class mean was computed (with the same views) and stored in the run folder.
+    assert seen == [2, 2]
+    for fold in (0, 1):
+        assert (tmp_path / f"faces-orl-fold{fold}" / "train_mean.pt").exists()

@@ -157,6 +157,40 @@ def tta_views(
     return affine_matrices(torch.tensor(params, dtype=torch.float64))
 
 
+def flip_views(size: int) -> torch.Tensor:
+    """Two fixed affine maps ``(2, 2, 3)``: the identity and the left-right mirror image.
+
+    For photos whose mirror image shows the same class, such as frontal faces (the test-time
+    flip of face verification since DeepFace, Taigman et al. 2014, and FaceNet, Schroff et al.
+    2015), but not characters (b and d). ``size`` only keeps the signature of
+    :func:`tta_views`: a mirror about the image centre is the same map at every size. Warped
+    with :func:`warp`, the mirror view equals ``torch.flip(images, dims=(3,))`` exactly.
+    """
+    if size < 1:
+        raise ValueError(f"size must be at least 1 pixel, got {size}")
+    identity = [0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0]
+    mirror = [0.0, 0.0, 0.0, -1.0, 1.0, 0.0, 0.0]  # sx = −1: x ↦ −x about the centre
+    return affine_matrices(torch.tensor([identity, mirror], dtype=torch.float64))
+
+
+def affine_flip_views(size: int) -> torch.Tensor:
+    """The nine :func:`tta_views` and their mirror images ``(18, 2, 3)`` (mirror applied last)."""
+    views = tta_views(size)
+    mirror = torch.tensor([[-1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    return torch.cat([views, mirror @ views])
+
+
+#: ``eval.tta_views`` names → ``size ↦ (V, 2, 3)`` affine maps for test-time augmentation
+#: (used when ``eval.tta`` is on): ``affine`` the nine small distortions of characters,
+#: ``flip`` the identity and the mirror image (faces), ``affine_flip`` both (18 views).
+TTA_VIEWS: Registry[Callable[[int], torch.Tensor]] = Registry(
+    "test-time view set", key="eval.tta_views"
+)
+TTA_VIEWS.register("affine", tta_views)
+TTA_VIEWS.register("flip", flip_views)
+TTA_VIEWS.register("affine_flip", affine_flip_views)
+
+
 @dataclass(frozen=True)
 class KochAffine:
     """The random affine distortion of Koch, Zemel & Salakhutdinov 2015 (§4.3), per sample.
@@ -205,6 +239,33 @@ class KochAffine:
         return warp(images, affine_matrices(self.sample(images.shape[0], generator)))
 
 
+@dataclass(frozen=True)
+class AffineFlip:
+    """:class:`KochAffine`'s random distortion, then a left-right mirror with probability ``flip``.
+
+    For photos whose mirror image shows the same class (frontal faces; not characters). The
+    mirror is folded into each image's affine map, so every image is resampled once. Call
+    ``augment(images, generator)`` with ``(B, C, H, W)`` uint8 or float images; the same
+    generator state gives the same output.
+    """
+
+    affine: KochAffine = KochAffine()
+    flip: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.flip <= 1.0:
+            raise ValueError(f"flip must lie in [0, 1], got {self.flip}")
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if images.ndim != 4:
+            raise ValueError(f"expected images (B, C, H, W), got shape {tuple(images.shape)}")
+        matrices = affine_matrices(self.affine.sample(images.shape[0], generator))
+        mirrored = torch.rand(images.shape[0], generator=generator, dtype=torch.float64) < self.flip
+        mirror = torch.tensor([[-1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+        matrices = torch.where(mirrored[:, None, None], mirror @ matrices, matrices)
+        return warp(images, matrices)
+
+
 #: A per-sample augmentation: uint8 ``(B, C, H, W)`` and a generator → a batch of the same shape.
 Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -215,6 +276,7 @@ AUGMENTATIONS: Registry[Callable[[], Augmentation | None]] = Registry(
 )
 AUGMENTATIONS.register("none", lambda: None)
 AUGMENTATIONS.register("affine", KochAffine)
+AUGMENTATIONS.register("affine_flip", AffineFlip)
 
 
 def build_augmentation(name: str) -> Augmentation | None:

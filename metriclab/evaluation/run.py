@@ -17,7 +17,7 @@ import torch
 
 from metriclab.atomic import write_text
 from metriclab.config import Config, ConfigError, apply_threads
-from metriclab.data import EpisodeSet, LabeledImages, load_omniglot_runs, tta_views
+from metriclab.data import TTA_VIEWS, EpisodeSet, LabeledImages, load_omniglot_runs
 from metriclab.evaluation.embed import embed
 from metriclab.evaluation.episodes import (
     SCORERS,
@@ -64,11 +64,12 @@ def scorer_context(run: Run, views: torch.Tensor | None, progress: bool) -> Scor
 
 
 def run_views(config: Config) -> torch.Tensor | None:
-    """The test-time augmentation maps ``(V, 2, 3)`` when ``eval.tta`` is on, else None.
+    """The test-time augmentation maps ``(V, 2, 3)`` of ``eval.tta_views`` when ``eval.tta`` is
+    on, else None.
 
     The one definition of a run's embedding: evaluation and export both embed with these views.
     """
-    return tta_views(config.data.size) if config.eval.tta else None
+    return TTA_VIEWS.get(config.eval.tta_views)(config.data.size) if config.eval.tta else None
 
 
 def _score_files(

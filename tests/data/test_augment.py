@@ -20,7 +20,13 @@ from metriclab.data import (
     tta_views,
     warp,
 )
-from metriclab.data.augment import build_augmentation
+from metriclab.data.augment import (
+    TTA_VIEWS,
+    AffineFlip,
+    affine_flip_views,
+    build_augmentation,
+    flip_views,
+)
 
 
 def grouped(
@@ -253,6 +259,57 @@ def test_tta_views_are_identity_shifts_rotations_and_scalings() -> None:
         assert math.degrees(math.atan2(linear[0, 1], linear[0, 0])) == pytest.approx(angle)
     torch.testing.assert_close(views[7, :, :2], 1.1 * torch.eye(2, dtype=views.dtype))
     torch.testing.assert_close(views[8, :, :2], 0.9 * torch.eye(2, dtype=views.dtype))
+
+
+@pytest.mark.parametrize(("height", "width"), [(7, 7), (12, 9)])
+def test_flip_views_are_the_image_and_its_exact_mirror(height: int, width: int) -> None:
+    images = torch.randint(0, 256, (3, 2, height, width), dtype=torch.uint8)
+    views = flip_views(height)
+    assert views.shape == (2, 2, 3)
+    assert torch.equal(warp(images, views[0].expand(3, 2, 3)), images)
+    assert torch.equal(warp(images, views[1].expand(3, 2, 3)), torch.flip(images, dims=(3,)))
+
+
+def test_affine_flip_views_mirror_each_affine_view_after_it() -> None:
+    images = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8).float()
+    views = affine_flip_views(28)
+    assert views.shape == (18, 2, 3)
+    torch.testing.assert_close(views[:9], tta_views(28))
+    for k in range(9):
+        warped = warp(images, tta_views(28)[k].expand(2, 2, 3))
+        mirrored = warp(images, views[9 + k].expand(2, 2, 3))
+        # Away from the border, where zero padding enters differently, mirror∘view = flip(view).
+        torch.testing.assert_close(
+            mirrored[..., 4:-4, 4:-4], torch.flip(warped, dims=(3,))[..., 4:-4, 4:-4]
+        )
+
+
+def test_affine_flip_mirrors_the_koch_distortion_of_each_chosen_image() -> None:
+    images = torch.rand(6, 1, 10, 10, generator=torch.Generator().manual_seed(1))
+    seeded = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    # With every image mirrored, the output is the mirror of the same Koch distortion (same draws).
+    mirrored = AffineFlip(flip=1.0)(images, seeded())
+    torch.testing.assert_close(mirrored, torch.flip(KochAffine()(images, seeded()), dims=(3,)))
+    assert torch.equal(AffineFlip(flip=0.0)(images, seeded()), KochAffine()(images, seeded()))
+    # No distortion: each image is either itself or its exact mirror, about half of them mirrored.
+    many = torch.rand(400, 1, 6, 6, generator=torch.Generator().manual_seed(2))
+    out = AffineFlip(KochAffine(p=0.0))(many, seeded())
+    same = (out - many).abs().amax(dim=(1, 2, 3)) < 1e-5
+    flipped = (out - torch.flip(many, dims=(3,))).abs().amax(dim=(1, 2, 3)) < 1e-5
+    assert bool((same | flipped).all()) and 150 < int(flipped.sum()) < 250
+    with pytest.raises(ValueError, match=r"flip must lie in \[0, 1\]"):
+        AffineFlip(flip=1.5)
+
+
+def test_every_tta_view_set_starts_with_the_identity() -> None:
+    for name in TTA_VIEWS.names():
+        views = TTA_VIEWS.get(name)(16)
+        assert views.ndim == 3 and views.shape[1:] == (2, 3)
+        torch.testing.assert_close(
+            views[0], torch.tensor([[1.0, 0, 0], [0, 1.0, 0]], dtype=views.dtype)
+        )
+    with pytest.raises(ValueError, match="size must be at least 1"):
+        flip_views(0)
 
 
 @pytest.mark.parametrize(

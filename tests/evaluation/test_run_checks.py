@@ -40,3 +40,15 @@ def test_a_small_class_names_the_key_and_the_value_that_works(sizes: list[int], 
         EpisodeSet.sample(data, n_way=5, k_shot=1, n_query=5, episodes=3, seed=0)
         with pytest.raises(ValueError):  # and one more query would not
             EpisodeSet.sample(data, n_way=5, k_shot=1, n_query=6, episodes=3, seed=0)
+
+
+@pytest.mark.parametrize(("views", "count"), [("affine", 9), ("flip", 2), ("affine_flip", 18)])
+def test_run_views_follow_eval_tta_and_tta_views(views: str, count: int) -> None:
+    from metriclab.data import TTA_VIEWS
+    from metriclab.evaluation.run import run_views
+
+    assert run_views(resolve_config(None, [f"eval.tta_views={views}"])) is None  # tta off
+    config = resolve_config(None, ["eval.tta=true", f"eval.tta_views={views}", "data.size=12"])
+    chosen = run_views(config)
+    assert chosen is not None and chosen.shape == (count, 2, 3)
+    assert torch.equal(chosen, TTA_VIEWS.get(views)(12))

@@ -67,6 +67,11 @@ from metriclab.data.registry import (
 from metriclab.data.streaming import DiskImages, pixels, stream
 from metriclab.data.photo_transforms import PhotoAugment
 
+# Pen strokes (issue 18): loading, rendering, stroke-level augmentation (registers "strokes").
+from metriclab.data.strokes import Drawing, StrokeRecord, omniglot_strokes, read_stroke_records
+from metriclab.data.render import PackedStrokes, render_drawings
+from metriclab.data.stroke_augment import StrokeAugmentation, StrokeBank, StrokeJitter
+
 __all__ += [
     "AUGMENTATIONS",
     "DATA_SETS",
@@ -75,9 +80,15 @@ __all__ += [
     "DataParam",
     "DataSetSpec",
     "DiskImages",
+    "Drawing",
     "KochAffine",
     "LoadRequest",
+    "PackedStrokes",
     "PhotoAugment",
+    "StrokeAugmentation",
+    "StrokeBank",
+    "StrokeJitter",
+    "StrokeRecord",
     "affine_matrices",
     "check_params",
     "faces_orl",
@@ -86,8 +97,11 @@ __all__ += [
     "load_dataset",
     "mirrors_as_classes",
     "omniglot",
+    "omniglot_strokes",
     "pixels",
     "query_gallery",
+    "read_stroke_records",
+    "render_drawings",
     "require_min_per_class",
     "rotations_as_classes",
     "stream",

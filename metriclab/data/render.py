@@ -26,10 +26,11 @@ OMNIGLOT_FRAME = 105.0
 #: The pen width (pixels of the 105 frame) whose renderings agree best with the shipped Omniglot
 #: images (tests/data/test_strokes_render.py measures it; BENCHMARKS.md "Omniglot from pen strokes").
 OMNIGLOT_PEN = 5.0
-#: Where pixel (0, 0)'s centre lies in stroke coordinates: Omniglot's point (x, y) is the centre
-#: of pixel (row round(y), column round(x)); offsets 0.5, 0.25 and −0.25 agree worse with the
-#: shipped images (thresholded IoU 0.80, 0.87 and 0.91 against 0.92 at pen width 5).
-PIXEL_CENTRE = 0.0
+#: The frame's top-left corner in stroke coordinates: Omniglot's point (x, y) is the centre of
+#: pixel (row round(y), column round(x)) of the 105-pixel image, so the canvas spans
+#: [−½, 104.5]; corners 0, −0.25 and −0.75 agree worse with the shipped images (thresholded IoU
+#: 0.80, 0.87 and 0.91 against 0.92 at pen width 5).
+FRAME_ORIGIN = -0.5
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,8 @@ def render(
     widths = torch.as_tensor(pen_width, dtype=torch.float32).expand(packed.count)
     if not bool(torch.all(widths > 0)):
         raise ValueError(f"pen_width must be positive, got {pen_width}")
-    starts, ends, owner = segments(packed.with_points(packed.points * scale))
+    # Output pixel i spans [i, i + 1) after this map, its centre at i + ½.
+    starts, ends, owner = segments(packed.with_points((packed.points - FRAME_ORIGIN) * scale))
     points, owner = densify(starts, ends, owner, spacing)
     radius = widths * (scale / 2)  # (B,)
     # A pixel gets ink while its centre is within radius + ½ of a sample; a sample lies in
@@ -147,8 +149,8 @@ def render(
     steps = torch.arange(1 - reach, reach + 1)
     # Samples far off the canvas are clamped to its margin: their ink there is computed from
     # their true position, hence zero, so no sample needs filtering out.
-    base = torch.floor(points - PIXEL_CENTRE).clamp_(-reach, size + reach - 1).to(torch.int64)
-    offset = steps.to(torch.float32) + PIXEL_CENTRE
+    base = torch.floor(points - 0.5).clamp_(-reach, size + reach - 1).to(torch.int64)
+    offset = steps.to(torch.float32) + 0.5
     dx = base[:, 0, None].to(torch.float32) + offset - points[:, 0, None]  # (Q, K)
     dy = base[:, 1, None].to(torch.float32) + offset - points[:, 1, None]
     distance = torch.sqrt(dy.square()[:, :, None] + dx.square()[:, None, :])  # (Q, K, K)

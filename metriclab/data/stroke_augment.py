@@ -61,17 +61,18 @@ class StrokeBank:
 
     def gather(self, rows: torch.Tensor) -> PackedStrokes:
         """Drawings ``rows`` ``(B,)`` as one packed batch, in that order."""
-        points_idx = _ranges(self.point_start[rows], self.point_count[rows])
-        strokes_idx = _ranges(self.stroke_start[rows], self.stroke_count[rows])
-        # Renumber strokes 0 … S−1 in gathered order: old id → new id via a lookup.
-        lookup = torch.empty(len(self.packed.drawing), dtype=torch.int64)
-        lookup[strokes_idx] = torch.arange(len(strokes_idx))
-        drawing = torch.repeat_interleave(torch.arange(len(rows)), self.stroke_count[rows])
+        counts = self.point_count[rows]
+        points_idx = _ranges(self.point_start[rows], counts)
+        owner = torch.repeat_interleave(torch.arange(len(rows)), counts)
+        # Strokes renumbered 0 … S−1 in gathered order (a drawing asked twice gets two copies).
+        strokes = self.stroke_count[rows]
+        first_new = torch.cumsum(strokes, 0) - strokes
+        stroke = self.packed.stroke[points_idx] - self.stroke_start[rows][owner] + first_new[owner]
         return PackedStrokes(
             points=self.packed.points[points_idx],
-            stroke=lookup[self.packed.stroke[points_idx]],
+            stroke=stroke,
             along=self.packed.along[points_idx],
-            drawing=drawing,
+            drawing=torch.repeat_interleave(torch.arange(len(rows)), strokes),
             count=len(rows),
         )
 

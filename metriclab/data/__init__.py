@@ -71,6 +71,7 @@ from metriclab.data.photo_transforms import PhotoAugment
 from metriclab.data.strokes import Drawing, StrokeRecord, omniglot_strokes, read_stroke_records
 from metriclab.data.render import PackedStrokes, render_drawings
 from metriclab.data.stroke_augment import StrokeAugmentation, StrokeBank, StrokeJitter
+from metriclab.data.stroke_sets import render_records
 
 __all__ += [
     "AUGMENTATIONS",
@@ -102,6 +103,7 @@ __all__ += [
     "query_gallery",
     "read_stroke_records",
     "render_drawings",
+    "render_records",
     "require_min_per_class",
     "rotations_as_classes",
     "stream",

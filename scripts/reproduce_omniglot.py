@@ -8,6 +8,7 @@ Korean) and scores the published within-alphabet episode sets
     python scripts/reproduce_omniglot.py                     # every config, as shipped
     python scripts/reproduce_omniglot.py --configs omniglot-protonet --quick
     python scripts/reproduce_omniglot.py --validation --configs omniglot-protonet --set train.steps=9000
+    python scripts/reproduce_omniglot.py --validation --configs omniglot-strokes --set data.augment_params.p=0.25
 
 Settings live in the shipped configs (``metriclab configs``); nothing here tunes on the held-out
 sets. ``--validation`` is where settings are chosen instead: Latin and Korean are not even loaded,

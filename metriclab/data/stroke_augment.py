@@ -216,6 +216,8 @@ class StrokeAugmentation:
         pen_width: the pen in frame pixels (5 matches the shipped Omniglot images).
         spacing: arc-length resampling of the strokes, frame pixels.
         affine: warp the items that are not re-drawn (:class:`~metriclab.data.augment.KochAffine`).
+        affine_redrawn: warp the re-drawn items too, after drawing: stroke jitter then adds
+            stroke-level variation on top of the image-level augmentation every item gets.
 
     Nothing here holds random state: every draw comes from the generator passed in. Call
     ``augment(images, generator, item_ids)`` with uint8 ``(B, C, H, W)`` square images
@@ -232,6 +234,7 @@ class StrokeAugmentation:
         pen_width: float = OMNIGLOT_PEN,
         spacing: float = 2.0,
         affine: bool = True,
+        affine_redrawn: bool = False,
     ) -> None:
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must lie in [0, 1], got {p}")
@@ -243,6 +246,7 @@ class StrokeAugmentation:
         self.jitter = StrokeJitter(strength=strength)
         self.p, self.pen_width = p, pen_width
         self.warp = KochAffine() if affine else None
+        self.warp_redrawn = KochAffine() if affine_redrawn else None
 
     def __call__(
         self,
@@ -267,6 +271,8 @@ class StrokeAugmentation:
         ink = render(packed, images.shape[2], pens * self.pen_width, self.jitter.frame)
         drawn = (ink * 255).round_().to(torch.uint8).expand(-1, images.shape[1], -1, -1)
         drawn = _as_copies(drawn, [copies[i][1:] for i in chosen.tolist()])
+        if self.warp_redrawn is not None:
+            drawn = self.warp_redrawn(drawn.contiguous(), generator)
         out = out.clone()
         out[chosen] = drawn.to(out.dtype) if out.dtype == torch.uint8 else drawn.float() / 255
         return out

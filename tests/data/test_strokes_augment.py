@@ -146,6 +146,11 @@ def test_augmentation_mixes_seeded_and_leaves_unknown_items(
     warped = StrokeAugmentation(p=0.5)(images, torch.Generator().manual_seed(3))
     unknown = augment(images, torch.Generator().manual_seed(3), ["nope.png"] * len(ids))
     assert torch.equal(warped, unknown)
+    # affine_redrawn warps the re-drawn items after drawing; the others are as before.
+    both = StrokeAugmentation([str(archive)], p=0.5, affine_redrawn=True)
+    warped_too = both(images, torch.Generator().manual_seed(3), ids)
+    changed = (warped_too != first).flatten(1).any(1)
+    assert bool(changed.any()) and torch.equal(warped_too[~changed], first[~changed])
     with pytest.raises(ValueError, match="item ids for"):
         augment(images, torch.Generator(), ids[:2])
 

@@ -1,11 +1,14 @@
 """Strokes → anti-aliased grey images, batched in torch.
 
-Every pixel's intensity is a smooth function of its distance to the nearest pen segment: with
-the pen's half width ``r`` and the distance ``d`` from the pixel centre to the polyline, the ink
+Every pixel's intensity is a smooth function of its distance to the pen's path: with the pen's
+half width ``r`` and the distance ``d`` from the pixel centre to the polyline, the ink
 is ``clamp(r + ½ − d, 0, 1)``, the fraction of a one-pixel box around the centre that a straight
 edge at distance ``d`` covers (the box-filter anti-aliasing of a thick line, Gupta & Sproull 1981).
 So a pen thinner than a pixel gives grey, not a broken line, and any output size is drawn
-directly from the coordinates, with no resize of a large rendering.
+directly from the coordinates, with no resize of a large rendering. The path is sampled densely
+and each sample inks only the few pixels within the pen's reach, so the cost follows the ink, not
+pixels × segments (a first version that measured every pixel against every segment took 45
+times as long for 300 drawings at 105 px).
 
 Drawings are packed into flat tensors (:class:`PackedStrokes`) so that perturbing and rendering
 a batch is a handful of tensor operations, whatever the number of strokes per drawing.
@@ -124,7 +127,9 @@ def render(
         pen_width: the pen's width in frame pixels, one number or ``(B,)`` per drawing.
         spacing: the path is sampled every ``spacing`` output pixels; each sample inks the
             pixels within the pen's reach and a pixel keeps its largest ink (``scatter_reduce``
-            with ``amax``), so the distance to the polyline is within ``spacing²/8`` of exact.
+            with ``amax``); the distance to the nearest sample overestimates that to the path by
+            at most ``spacing²/(8d)`` at distance ``d`` (0.03 px at 1 px for 0.5), and by
+            ``spacing/2`` on the path itself, where a pen of a pixel or more saturates anyway.
 
     Ink is bright on a zero background (metriclab's white-on-black convention for characters).
     Cost grows with the ink (path length × pen width), not with ``size²`` × segments.

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from metriclab.atomic import write_text
-from metriclab.data.augment import AUGMENTATIONS, TTA_VIEWS
+from metriclab.data.augment import AUGMENTATIONS, TTA_VIEWS, check_augment_params
 from metriclab.data.registry import DATA_SETS, check_params
 from metriclab.data.streaming import STORAGES
 from metriclab.distances import DISTANCES
@@ -75,6 +75,7 @@ class DataConfig:
     rotations: list[int] | None = None
     mirror: bool = False
     augment: str = "none"
+    augment_params: dict[str, Any] = field(default_factory=dict)
     storage: str = "memory"
     memory_budget: float = 4.0
     skip_bad: bool = False
@@ -318,6 +319,10 @@ class Config:
         except ValueError as failure:
             raise ConfigError(str(failure)) from None
         self.data.params = _data_params(self.data.name, self.data.params)
+        try:
+            check_augment_params(self.data.augment, self.data.augment_params)
+        except ValueError as failure:
+            raise ConfigError(str(failure)) from None
         return self
 
 

@@ -8,6 +8,7 @@ Korean) and scores the published within-alphabet episode sets
     python scripts/reproduce_omniglot.py                     # every config, as shipped
     python scripts/reproduce_omniglot.py --configs omniglot-protonet --quick
     python scripts/reproduce_omniglot.py --validation --configs omniglot-protonet --set train.steps=9000
+    python scripts/reproduce_omniglot.py --validation --configs omniglot-strokes --set data.augment_params.p=0.25
 
 Settings live in the shipped configs (``metriclab configs``); nothing here tunes on the held-out
 sets. ``--validation`` is where settings are chosen instead: Latin and Korean are not even loaded,
@@ -31,7 +32,7 @@ import torch
 from metriclab.config import resolve_config
 from metriclab.training import evaluate_run, train
 
-CONFIGS = ("omniglot-protonet", "omniglot-triplet", "omniglot-koch")
+CONFIGS = ("omniglot-protonet", "omniglot-triplet", "omniglot-koch", "omniglot-strokes")
 SETS = ("omniglot-latin-korean-20way-1shot", "omniglot-latin-korean-5way-1shot")
 #: The model-selection split: the held-out alphabets are never loaded; two training alphabets
 #: play their part.

@@ -70,6 +70,12 @@ from metriclab.data.registry import (
 from metriclab.data.streaming import DiskImages, pixels, stream
 from metriclab.data.photo_transforms import PhotoAugment
 
+# Pen strokes (issue 18): loading, rendering, stroke-level augmentation (registers "strokes").
+from metriclab.data.strokes import Drawing, StrokeRecord, omniglot_strokes, read_stroke_records
+from metriclab.data.render import PackedStrokes, render_drawings
+from metriclab.data.stroke_augment import StrokeAugmentation, StrokeBank, StrokeJitter
+from metriclab.data.stroke_sets import render_records
+
 __all__ += [
     "AUGMENTATIONS",
     "DATA_SETS",
@@ -79,9 +85,15 @@ __all__ += [
     "DataParam",
     "DataSetSpec",
     "DiskImages",
+    "Drawing",
     "KochAffine",
     "LoadRequest",
+    "PackedStrokes",
     "PhotoAugment",
+    "StrokeAugmentation",
+    "StrokeBank",
+    "StrokeJitter",
+    "StrokeRecord",
     "affine_flip_views",
     "affine_matrices",
     "check_params",
@@ -92,8 +104,12 @@ __all__ += [
     "load_dataset",
     "mirrors_as_classes",
     "omniglot",
+    "omniglot_strokes",
     "pixels",
     "query_gallery",
+    "read_stroke_records",
+    "render_drawings",
+    "render_records",
     "require_min_per_class",
     "rotations_as_classes",
     "stream",

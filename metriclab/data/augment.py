@@ -3,9 +3,11 @@ distortion."""
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -269,7 +271,8 @@ class AffineFlip:
 #: A per-sample augmentation: uint8 ``(B, C, H, W)`` and a generator → a batch of the same shape.
 Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
-#: ``data.augment`` names → factories; ``none`` builds ``None`` (no augmentation step at all, so
+#: ``data.augment`` names → factories (called with ``data.augment_params`` as keyword arguments);
+#: ``none`` builds ``None`` (no augmentation step at all, so
 #: no random numbers are drawn and the training stream is that of an unaugmented run).
 AUGMENTATIONS: Registry[Callable[[], Augmentation | None]] = Registry(
     "augmentation", key="data.augment"
@@ -279,6 +282,39 @@ AUGMENTATIONS.register("affine", KochAffine)
 AUGMENTATIONS.register("affine_flip", AffineFlip)
 
 
-def build_augmentation(name: str) -> Augmentation | None:
-    """The augmentation ``name`` names (see :data:`AUGMENTATIONS`), or ``None`` for ``none``."""
-    return AUGMENTATIONS.get(name)()
+def check_augment_params(name: str, params: Mapping[str, Any]) -> None:
+    """Refuse a ``data.augment_params`` key that augmentation ``name``'s factory does not take."""
+    factory = AUGMENTATIONS.get(name)
+    accepted = [
+        p.name
+        for p in inspect.signature(factory).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    for key in params:
+        if key not in accepted:
+            takes = f"it takes {', '.join(accepted)}" if accepted else "it takes none"
+            raise ValueError(
+                f"data.augment_params has {key!r}, which data.augment={name} does not take; {takes}"
+            )
+
+
+def build_augmentation(name: str, params: Mapping[str, Any] | None = None) -> Augmentation | None:
+    """The augmentation ``name`` names (see :data:`AUGMENTATIONS`) built with ``params``
+    (``data.augment_params``), or ``None`` for ``none``."""
+    params = dict(params or {})
+    check_augment_params(name, params)
+    return AUGMENTATIONS.get(name)(**params)
+
+
+def augment_items(
+    augment: Augmentation, images: torch.Tensor, generator: torch.Generator,
+    item_ids: Callable[[], Sequence[str]],
+) -> torch.Tensor:  # fmt: skip
+    """``augment(images, generator)``; an augmentation that declares ``reads_items = True``
+    (it draws from what the items are, e.g. their pen strokes) also gets the batch's item ids.
+
+    ``item_ids`` is called only for such an augmentation, so the others cost nothing more.
+    """
+    if getattr(augment, "reads_items", False):
+        return augment(images, generator, item_ids())  # type: ignore[call-arg]
+    return augment(images, generator)

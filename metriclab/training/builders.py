@@ -33,8 +33,9 @@ __all__ = [
 
 
 def build_augment(config: Config) -> Augmentation | None:
-    """The per-sample augmentation ``data.augment`` names (``affine``: Koch et al. 2015)."""
-    return build_augmentation(config.data.augment)
+    """The per-sample augmentation ``data.augment`` names (``affine``: Koch et al. 2015), built
+    with ``data.augment_params``."""
+    return build_augmentation(config.data.augment, config.data.augment_params)
 
 
 def build_optimizer(

@@ -23,6 +23,7 @@ from torch import nn
 
 from metriclab.config import Config, ConfigError, TrainConfig
 from metriclab.data import ClassTable, LabeledImages, PairSampler, to_float
+from metriclab.data.augment import augment_items
 from metriclab.data.samplers import ClassDraw
 from metriclab.data.streaming import pixels
 from metriclab.distances import Distance
@@ -85,7 +86,9 @@ class Objective(nn.Module):
         batch = pixels(self.data.images[torch.from_numpy(positions)])
         if self.augment is not None:
             generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-            batch = self.augment(batch, generator)
+            batch = augment_items(
+                self.augment, batch, generator, lambda: [self.data.item_ids[p] for p in positions]
+            )
         local = torch.from_numpy(self.world.shard(np.arange(len(positions))))
         inputs = to_float(batch[local]).to(self.device, non_blocking=True)
         return self.world.gather(model.embedding_net(inputs))

@@ -22,6 +22,8 @@ from metriclab.data import (
     load_dataset,
     mirrors_as_classes,
     omniglot,
+    read_stroke_records,
+    render_records,
     rotations_as_classes,
 )
 from tests.data.synthetic import write_tree
@@ -66,6 +68,13 @@ def _dml(
     return source
 
 
+def _strokes(root: Path) -> tuple[str, dict, LabeledImages]:
+    from tests.data.test_stroke_sets import write_records
+
+    path = write_records(root / "pen.jsonl")
+    return str(path), {}, render_records(read_stroke_records(path), 28)
+
+
 #: A tiny source for each built-in data set: (data.path, data.params, the loader called directly).
 SOURCES: dict[str, Callable[[Path], tuple[str | None, dict, LabeledImages]]] = {
     "digits": lambda root: (None, {}, digits(size=16)),
@@ -77,6 +86,7 @@ SOURCES: dict[str, Callable[[Path], tuple[str | None, dict, LabeledImages]]] = {
     "sop": _dml("sop", write_sop),
     "inshop": _dml("inshop", write_inshop),
     "faces-orl": _dml("faces-orl", lambda root: write_faces(root)[1]),
+    "strokes": _strokes,
 }
 
 
@@ -111,6 +121,7 @@ def test_polarity_is_declared_where_the_bytes_are_made() -> None:
         "sop": False,
         "inshop": False,
         "faces-orl": False,
+        "strokes": True,
     }
 
 

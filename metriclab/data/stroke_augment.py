@@ -1,0 +1,307 @@
+"""New exemplars of a character from its drawers' pen strokes: perturb the strokes, then draw them.
+
+People who draw a character again vary in ways an image warp cannot imitate: each stroke turns,
+stretches and shifts a little on its own, its path wobbles smoothly, the pen is thicker or
+thinner, and the strokes' relations change slightly (Lake et al. 2015 model exactly these as
+the token-level variability of Bayesian program learning). :class:`StrokeJitter` draws those
+changes for a batch at once, seeded by a ``torch.Generator``; :class:`StrokeAugmentation` is the
+training augmentation (``data.augment: strokes``) that replaces a share of a batch's images by
+renderings of their own drawing's perturbed strokes and warps the rest as Koch et al. 2015 do.
+
+It reads the batch's item ids (``reads_items``), finds each item's drawing by id in a
+:class:`StrokeBank` (items without one keep their image), and applies the rotations and mirror
+images of :func:`~metriclab.data.augment.rotations_as_classes` / ``mirrors_as_classes`` named by the
+id's ``@rot<angle>`` / ``@mirror`` suffixes to the rendering, so class augmentation works on top.
+Evaluation never augments: it sees the original images only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from metriclab.data.augment import AUGMENTATIONS, KochAffine, affine_matrices
+from metriclab.data.render import OMNIGLOT_FRAME, OMNIGLOT_PEN, PackedStrokes, render
+from metriclab.data.strokes import Drawing, omniglot_strokes, resample_drawing
+
+
+class StrokeBank:
+    """Drawings resampled at a uniform arc length and packed once, gathered per batch by index.
+
+    ``ids[i]`` is drawing ``i``'s item id; :meth:`gather` packs any list of them in O(points).
+    """
+
+    def __init__(self, drawings: dict[str, Drawing], spacing: float = 2.0) -> None:
+        if not drawings:
+            raise ValueError("a stroke bank needs at least one drawing")
+        self.ids = tuple(drawings)
+        self.row = {item: i for i, item in enumerate(self.ids)}
+        self.packed = PackedStrokes.pack([resample_drawing(d, spacing) for d in drawings.values()])
+        strokes_per = torch.bincount(self.packed.drawing, minlength=len(self.ids))
+        points_per_stroke = torch.bincount(self.packed.stroke)
+        self.stroke_count = strokes_per
+        self.stroke_start = torch.cumsum(strokes_per, 0) - strokes_per
+        points_per = torch.zeros(len(self.ids), dtype=torch.int64)
+        points_per.index_add_(0, self.packed.drawing, points_per_stroke)
+        self.point_count = points_per
+        self.point_start = torch.cumsum(points_per, 0) - points_per
+
+    @staticmethod
+    def load(paths: Sequence[str | Path], spacing: float = 2.0) -> StrokeBank:
+        """The bank of the Omniglot stroke zips or folders ``paths`` (keyed by image item id)."""
+        return StrokeBank(omniglot_strokes(list(paths)), spacing)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def gather(self, rows: torch.Tensor) -> PackedStrokes:
+        """Drawings ``rows`` ``(B,)`` as one packed batch, in that order."""
+        counts = self.point_count[rows]
+        points_idx = _ranges(self.point_start[rows], counts)
+        owner = torch.repeat_interleave(torch.arange(len(rows)), counts)
+        # Strokes renumbered 0 … S−1 in gathered order (a drawing asked twice gets two copies).
+        strokes = self.stroke_count[rows]
+        first_new = torch.cumsum(strokes, 0) - strokes
+        stroke = self.packed.stroke[points_idx] - self.stroke_start[rows][owner] + first_new[owner]
+        return PackedStrokes(
+            points=self.packed.points[points_idx],
+            stroke=stroke,
+            along=self.packed.along[points_idx],
+            drawing=torch.repeat_interleave(torch.arange(len(rows)), strokes),
+            count=len(rows),
+        )
+
+
+def _ranges(starts: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """``cat(arange(s, s + c) for s, c)`` without a Python loop."""
+    owner = torch.repeat_interleave(torch.arange(len(counts)), counts)
+    offsets = torch.cumsum(counts, 0) - counts
+    return starts[owner] + torch.arange(len(owner)) - offsets[owner]
+
+
+@dataclass(frozen=True)
+class StrokeJitter:
+    """Token-level variability of a drawing, in pixels of its frame (Omniglot: 105).
+
+    Per stroke: rotation by U[−``stroke_rotation``, …] degrees, shear U[−``stroke_shear``, …],
+    scale U[1 − ``stroke_scale``, 1 + ``stroke_scale``] per axis, all about the stroke's centre,
+    and a shift by U[−``stroke_shift``, …] pixels per axis, which changes the relations between
+    strokes; a smooth displacement along the path, linear between ``knots`` control points with
+    N(0, ``noise``²) pixel offsets. Per drawing: a global affine about the frame's centre
+    (``rotation``, ``shear``, ``scale``, ``translate`` as above) and a pen width factor
+    U[``pen``]. ``strength`` multiplies every amplitude but the pen's.
+    """
+
+    stroke_rotation: float = 8.0
+    stroke_shear: float = 0.1
+    stroke_scale: float = 0.1
+    stroke_shift: float = 2.5
+    noise: float = 1.5
+    knots: int = 4
+    rotation: float = 10.0
+    shear: float = 0.15
+    scale: float = 0.12
+    translate: float = 4.0
+    pen: tuple[float, float] = (0.7, 1.3)
+    strength: float = 1.0
+    frame: float = OMNIGLOT_FRAME
+
+    def __post_init__(self) -> None:
+        for name in ("stroke_rotation", "stroke_shear", "stroke_shift", "noise", "rotation",
+                     "shear", "translate", "strength"):  # fmt: skip
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number ≥ 0, got {value}")
+        for name in ("stroke_scale", "scale"):
+            value = getattr(self, name) * self.strength
+            if not 0 <= value < 1:
+                raise ValueError(f"{name} × strength must lie in [0, 1), got {value}")
+        if self.knots < 2:
+            raise ValueError(f"knots must be at least 2 control points, got {self.knots}")
+        low, high = self.pen
+        if not 0 < low <= high:
+            raise ValueError(f"pen must be (low, high) with 0 < low ≤ high, got {self.pen}")
+
+    def _affine(
+        self, count: int, rotation: float, shear: float, scale: float, shift: float,
+        generator: torch.Generator,
+    ) -> torch.Tensor:  # fmt: skip
+        """``(count, 2, 3)`` maps: θ, ρx, ρy, sx, sy, tx, ty uniform within ± the amplitudes."""
+        k = self.strength
+        half = torch.tensor(
+            [rotation * k, shear * k, shear * k, scale * k, scale * k, shift * k, shift * k],
+            dtype=torch.float64,
+        )
+        values = (2 * torch.rand((count, 7), generator=generator, dtype=torch.float64) - 1) * half
+        values[:, 3:5] += 1.0
+        return affine_matrices(values).to(torch.float32)
+
+    def perturb(
+        self, packed: PackedStrokes, generator: torch.Generator
+    ) -> tuple[PackedStrokes, torch.Tensor]:
+        """Perturbed strokes and a pen width factor ``(B,)`` per drawing."""
+        points, stroke = packed.points, packed.stroke
+        strokes = int(stroke.max()) + 1 if len(stroke) else 0
+        local = self._affine(
+            strokes, self.stroke_rotation, self.stroke_shear, self.stroke_scale,
+            self.stroke_shift, generator,
+        )  # fmt: skip
+        sums = torch.zeros(strokes, 2).index_add_(0, stroke, points)
+        centre = sums / torch.bincount(stroke, minlength=strokes).clamp_min(1)[:, None]
+        knots = torch.randn((strokes, self.knots, 2), generator=generator) * (
+            self.noise * self.strength
+        )
+        where = packed.along * (self.knots - 1)
+        left = where.floor().clamp(max=self.knots - 2).to(torch.int64)
+        w = (where - left)[:, None]
+        wobble = knots[stroke, left] * (1 - w) + knots[stroke, left + 1] * w
+        m = local[stroke]
+        offset = (points - centre[stroke])[:, :, None]
+        moved = (m[:, :, :2] @ offset).squeeze(2) + centre[stroke] + m[:, :, 2] + wobble
+        whole = self._affine(
+            packed.count, self.rotation, self.shear, self.scale, self.translate, generator
+        )[packed.drawing[stroke]]
+        middle = self.frame / 2
+        moved = (
+            (whole[:, :, :2] @ (moved - middle)[:, :, None]).squeeze(2) + middle + whole[:, :, 2]
+        )
+        low, high = self.pen
+        pens = low + (high - low) * torch.rand(packed.count, generator=generator)
+        return packed.with_points(moved), pens
+
+
+def class_copy(item_id: str) -> tuple[str, int, bool]:
+    """``(source id, quarter turns, mirrored)`` of an item id with ``@rot<angle>`` / ``@mirror``
+    suffixes (:func:`~metriclab.data.augment.rotations_as_classes` then ``mirrors_as_classes``)."""
+    source, *suffixes = item_id.split("@")
+    turns, mirrored = 0, False
+    for suffix in suffixes:
+        if suffix == "mirror":
+            mirrored = True
+        elif suffix.startswith("rot") and suffix[3:].isdigit():
+            turns = int(suffix[3:]) // 90
+        else:
+            return item_id, 0, False  # an id that merely contains "@": not a class copy
+    return source, turns, mirrored
+
+
+def _as_copies(images: torch.Tensor, copies: Sequence[tuple[int, bool]]) -> torch.Tensor:
+    """Each image ``(B, C, H, W)`` rotated then mirrored as its class copy says (exact ops)."""
+    out = images.clone()
+    for kind in set(copies):
+        if kind == (0, False):
+            continue
+        turns, mirrored = kind
+        rows = torch.tensor([i for i, c in enumerate(copies) if c == kind])
+        group = torch.rot90(images[rows], turns, dims=(2, 3)) if turns else images[rows]
+        out[rows] = torch.flip(group, dims=(3,)) if mirrored else group
+    return out
+
+
+class StrokeAugmentation:
+    """``data.augment: strokes``: share ``p`` of a batch re-drawn from perturbed strokes.
+
+    Args:
+        strokes: Omniglot stroke zips or folders (``strokes_background_small1.zip`` …); without
+            them, or for an item without a drawing, the image is only warped.
+        p: the probability that an item with a drawing is replaced by a rendering of its own
+            drawing's strokes perturbed by :class:`StrokeJitter`; the others get Koch et al.'s
+            affine (when ``affine``), so ``p`` mixes original and stroke-rendered exemplars.
+        strength: :class:`StrokeJitter`'s ``strength``.
+        pen_width: the pen in frame pixels (5 matches the shipped Omniglot images).
+        spacing: arc-length resampling of the strokes, frame pixels.
+        affine: warp the items that are not re-drawn (:class:`~metriclab.data.augment.KochAffine`).
+        affine_redrawn: warp the re-drawn items too, after drawing: stroke jitter then adds
+            stroke-level variation on top of the image-level augmentation every item gets.
+
+    Nothing here holds random state: every draw comes from the generator passed in. Call
+    ``augment(images, generator, item_ids)`` with uint8 ``(B, C, H, W)`` square images
+    (``C`` = 1 or 3; renderings are grey) and the ids of the batch's items.
+    """
+
+    reads_items: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        strokes: Sequence[str] | None = None,
+        p: float = 0.5,
+        strength: float = 1.0,
+        pen_width: float = OMNIGLOT_PEN,
+        spacing: float = 2.0,
+        affine: bool = True,
+        affine_redrawn: bool = False,
+    ) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must lie in [0, 1], got {p}")
+        if not pen_width > 0:
+            raise ValueError(f"pen_width must be a positive number of pixels, got {pen_width}")
+        if isinstance(strokes, str):
+            strokes = [strokes]
+        self.bank = None if not strokes else StrokeBank.load(list(strokes), spacing)
+        self.jitter = StrokeJitter(strength=strength)
+        self.p, self.pen_width = p, pen_width
+        self.warp = KochAffine() if affine else None
+        self.warp_redrawn = KochAffine() if affine_redrawn else None
+
+    def __call__(
+        self,
+        images: torch.Tensor,
+        generator: torch.Generator,
+        item_ids: Sequence[str] | None = None,
+    ) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[2] != images.shape[3]:
+            raise ValueError(f"expected square images (B, C, H, W), got {tuple(images.shape)}")
+        if item_ids is not None and len(item_ids) != len(images):
+            raise ValueError(f"got {len(item_ids)} item ids for {len(images)} images")
+        chance = torch.rand(len(images), generator=generator)
+        out = images if self.warp is None else self.warp(images, generator)
+        if self.bank is None or item_ids is None:
+            return out
+        copies = [class_copy(item) for item in item_ids]
+        rows = torch.tensor([self.bank.row.get(source, -1) for source, _, _ in copies])
+        chosen = torch.nonzero((chance < self.p) & (rows >= 0)).flatten()
+        if len(chosen) == 0:
+            return out
+        packed, pens = self.jitter.perturb(self.bank.gather(rows[chosen]), generator)
+        ink = render(packed, images.shape[2], pens * self.pen_width, self.jitter.frame)
+        drawn = (ink * 255).round_().to(torch.uint8).expand(-1, images.shape[1], -1, -1)
+        drawn = _as_copies(drawn, [copies[i][1:] for i in chosen.tolist()])
+        if self.warp_redrawn is not None:
+            drawn = self.warp_redrawn(drawn.contiguous(), generator)
+        out = out.clone()
+        out[chosen] = drawn.to(out.dtype) if out.dtype == torch.uint8 else drawn.float() / 255
+        return out
+
+
+AUGMENTATIONS.register("strokes", StrokeAugmentation)
+
+
+def perturbed_renderings(
+    drawings: Sequence[Drawing],
+    size: int,
+    seed: int,
+    jitter: StrokeJitter | None = None,
+    pen_width: float = OMNIGLOT_PEN,
+    spacing: float = 2.0,
+) -> torch.Tensor:
+    """uint8 ``(B, 1, size, size)``: one perturbed rendering per drawing, seeded (for figures)."""
+    jitter = jitter or StrokeJitter()
+    bank = StrokeBank({str(i): d for i, d in enumerate(drawings)}, spacing)
+    generator = torch.Generator().manual_seed(seed)
+    packed, pens = jitter.perturb(bank.gather(torch.arange(len(bank))), generator)
+    ink = render(packed, size, pens * pen_width, jitter.frame)
+    return (ink * 255).round_().to(torch.uint8)
+
+
+__all__ = [
+    "StrokeAugmentation",
+    "StrokeBank",
+    "StrokeJitter",
+    "class_copy",
+    "perturbed_renderings",
+]

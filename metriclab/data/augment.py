@@ -306,6 +306,15 @@ def build_augmentation(name: str, params: Mapping[str, Any] | None = None) -> Au
     return AUGMENTATIONS.get(name)(**params)
 
 
+def prepare_for_items(augment: Augmentation | None, item_ids: Sequence[str]) -> None:
+    """Tell an augmentation that reads items (``reads_items = True``) which items it will be
+    asked for, through its ``for_items`` method when it has one (so it loads only what the
+    training split needs); any other augmentation is left as it is."""
+    prepare = getattr(augment, "for_items", None)
+    if getattr(augment, "reads_items", False) and prepare is not None:
+        prepare(item_ids)
+
+
 def augment_items(
     augment: Augmentation, images: torch.Tensor, generator: torch.Generator,
     item_ids: Callable[[], Sequence[str]],

@@ -18,7 +18,7 @@ Evaluation never augments: it sees the original images only.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -52,9 +52,12 @@ class StrokeBank:
         self.point_start = torch.cumsum(points_per, 0) - points_per
 
     @staticmethod
-    def load(paths: Sequence[str | Path], spacing: float = 2.0) -> StrokeBank:
-        """The bank of the Omniglot stroke zips or folders ``paths`` (keyed by image item id)."""
-        return StrokeBank(omniglot_strokes(list(paths)), spacing)
+    def load(
+        paths: Sequence[str | Path], spacing: float = 2.0, items: Iterable[str] | None = None
+    ) -> StrokeBank:
+        """The bank of the Omniglot stroke zips or folders ``paths`` (keyed by image item id),
+        only of the drawings ``items`` names when given."""
+        return StrokeBank(omniglot_strokes(list(paths), items=items), spacing)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -242,11 +245,27 @@ class StrokeAugmentation:
             raise ValueError(f"pen_width must be a positive number of pixels, got {pen_width}")
         if isinstance(strokes, str):
             strokes = [strokes]
-        self.bank = None if not strokes else StrokeBank.load(list(strokes), spacing)
+        self.strokes, self.spacing = list(strokes or []), spacing
+        self._bank: StrokeBank | None = None
         self.jitter = StrokeJitter(strength=strength)
         self.p, self.pen_width = p, pen_width
         self.warp = KochAffine() if affine else None
         self.warp_redrawn = KochAffine() if affine_redrawn else None
+
+    @property
+    def bank(self) -> StrokeBank | None:
+        """The drawings re-drawn from: those of :meth:`for_items` once it was called, else every
+        drawing of ``strokes`` (read on first use); ``None`` without stroke files."""
+        if self._bank is None and self.strokes:
+            self._bank = StrokeBank.load(self.strokes, self.spacing)
+        return self._bank
+
+    def for_items(self, item_ids: Sequence[str]) -> None:
+        """Read only the drawings of ``item_ids`` (the training items, class copies included):
+        training then never parses, let alone sees, a held-out item's strokes."""
+        if self.strokes:
+            sources = {class_copy(item)[0] for item in item_ids}
+            self._bank = StrokeBank.load(self.strokes, self.spacing, items=sources)
 
     def __call__(
         self,
@@ -260,14 +279,15 @@ class StrokeAugmentation:
             raise ValueError(f"got {len(item_ids)} item ids for {len(images)} images")
         chance = torch.rand(len(images), generator=generator)
         out = images if self.warp is None else self.warp(images, generator)
-        if self.bank is None or item_ids is None:
+        bank = self.bank
+        if bank is None or item_ids is None:
             return out
         copies = [class_copy(item) for item in item_ids]
-        rows = torch.tensor([self.bank.row.get(source, -1) for source, _, _ in copies])
+        rows = torch.tensor([bank.row.get(source, -1) for source, _, _ in copies])
         chosen = torch.nonzero((chance < self.p) & (rows >= 0)).flatten()
         if len(chosen) == 0:
             return out
-        packed, pens = self.jitter.perturb(self.bank.gather(rows[chosen]), generator)
+        packed, pens = self.jitter.perturb(bank.gather(rows[chosen]), generator)
         ink = render(packed, images.shape[2], pens * self.pen_width, self.jitter.frame)
         drawn = (ink * 255).round_().to(torch.uint8).expand(-1, images.shape[1], -1, -1)
         drawn = _as_copies(drawn, [copies[i][1:] for i in chosen.tolist()])

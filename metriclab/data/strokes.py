@@ -173,15 +173,19 @@ def _texts(path: Path) -> Iterator[tuple[list[str], str, str]]:
 
 
 def omniglot_strokes(
-    paths: str | Path | Sequence[str | Path], alphabets: Iterable[str] | None = None
+    paths: str | Path | Sequence[str | Path],
+    alphabets: Iterable[str] | None = None,
+    items: Iterable[str] | None = None,
 ) -> dict[str, Drawing]:
     """Omniglot drawings keyed by the image item id, from stroke zips or folders (merged; the
     first path wins a repeated id, as Greek and Latin are in both small sets).
 
-    ``alphabets`` keeps only those alphabets. No drawing found is an error naming the paths.
+    ``alphabets`` keeps only those alphabets and ``items`` only those item ids; the others are
+    not parsed. No drawing found is an error naming the paths.
     """
     sources = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     wanted = None if alphabets is None else set(alphabets)
+    kept = None if items is None else set(items)
     drawings: dict[str, Drawing] = {}
     for source in sources:
         for parts, text, origin in _texts(source):
@@ -189,6 +193,8 @@ def omniglot_strokes(
             if item is None or item in drawings:
                 continue
             if wanted is not None and item.split("/")[0] not in wanted:
+                continue
+            if kept is not None and item not in kept:
                 continue
             drawings[item] = parse_stroke_text(text, origin, flip_y=True)
     if not drawings:

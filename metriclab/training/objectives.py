@@ -23,7 +23,7 @@ from torch import nn
 
 from metriclab.config import Config, ConfigError, TrainConfig
 from metriclab.data import ClassTable, LabeledImages, PairSampler, to_float
-from metriclab.data.augment import augment_items
+from metriclab.data.augment import augment_items, prepare_for_items
 from metriclab.data.samplers import ClassDraw
 from metriclab.data.streaming import pixels
 from metriclab.distances import Distance
@@ -72,6 +72,7 @@ class Objective(nn.Module):
         self.seed = setup.config.train.seed
         self.device = torch.device(setup.config.train.device)
         self.augment = setup.augment
+        prepare_for_items(self.augment, self.data.item_ids)
         self.world = setup.world
 
     def embed(

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from metriclab.config import ConfigError, resolve_config
-from metriclab.data.augment import AUGMENTATIONS, build_augmentation
+from metriclab.data.augment import AUGMENTATIONS, KochAffine, build_augmentation, prepare_for_items
 from metriclab.data.render import PackedStrokes, render, render_drawings
 from metriclab.data.stroke_augment import (
     StrokeAugmentation,
@@ -176,13 +176,15 @@ def test_training_draws_strokes_for_the_batch_items(
 ) -> None:
     from metriclab.training import train
 
-    archive, _ = stroke_zip
+    archive, ids = stroke_zip
     write_zip(tmp_path / "images.zip", "images")
     seen: list[list[str]] = []
+    banked: set[str] = set()
     real = StrokeAugmentation.__call__
 
     def spy(self, images, generator, item_ids=None):  # type: ignore[no-untyped-def]
         seen.append(list(item_ids))
+        banked.update(self.bank.ids)
         return real(self, images, generator, item_ids)
 
     monkeypatch.setattr(StrokeAugmentation, "__call__", spy)
@@ -201,4 +203,26 @@ def test_training_draws_strokes_for_the_batch_items(
     train(config, tmp_path / "run", progress=False)
     assert len(seen) == 2 and all(len(batch) == 6 for batch in seen)
     assert all(not item.startswith("Gamma/") for batch in seen for item in batch)
+    # The held-out alphabet's strokes are never even read (for_items), only training drawings.
+    assert banked and all(not item.startswith("Gamma/") for item in banked)
+    assert any(item.startswith("Gamma/") for item in ids)
     assert any("@rot90" in item for batch in seen for item in batch)
+
+
+def test_for_items_reads_only_the_training_items_drawings(
+    stroke_zip: tuple[Path, list[str]],
+) -> None:
+    """Training calls ``for_items`` with its split's ids (class copies included): held-out
+    items' strokes are never parsed, and re-drawing the kept items is unchanged."""
+    archive, ids = stroke_zip
+    training = [ids[0], ids[5] + "@rot90", ids[5] + "@mirror", ids[2]]
+    augment = StrokeAugmentation([str(archive)], p=1.0, affine=False)
+    prepare_for_items(augment, training)
+    assert sorted(augment.bank.ids) == sorted({ids[0], ids[5], ids[2]})
+    full = StrokeAugmentation([str(archive)], p=1.0, affine=False)
+    images = torch.zeros(len(training), 1, 28, 28, dtype=torch.uint8)
+    generator = lambda: torch.Generator().manual_seed(7)  # noqa: E731
+    assert torch.equal(augment(images, generator(), training), full(images, generator(), training))
+    assert len(full.bank) == len(ids)
+    # An augmentation that reads no items is left alone.
+    prepare_for_items(KochAffine(), training)

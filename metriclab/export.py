@@ -188,7 +188,10 @@ def export_bundle(
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(out_dir / TORCHSCRIPT, binary=True) as handle:
         torch.jit.save(traced, handle)
-    manifest["files"]["onnx"] = _export_onnx(embedder, example, out_dir)
+    # uint8 (B, C, H, W) images with a dynamic batch → (B, D) embeddings.
+    manifest["files"]["onnx"] = _export_onnx(
+        embedder, (example,), (["images"], ["embeddings"]), {"images": {0: "batch"}}, out_dir / ONNX
+    )
     comparator = getattr(model, "comparator", None)
     if comparator is not None:
         manifest["comparator"] = _export_comparator(
@@ -222,61 +225,44 @@ def _export_comparator(
         traced = torch.jit.trace(head, pair)
     with atomic_write(out_dir / PAIR_TORCHSCRIPT, binary=True) as handle:
         torch.jit.save(traced, handle)
+    # Aligned (N, D) × (N, D) embeddings with a dynamic pair count → (N,) scores.
+    pairs = {"first": {0: "pairs"}, "second": {0: "pairs"}, "scores": {0: "pairs"}}
+    onnx_file = _export_onnx(
+        head, pair, (["first", "second"], ["scores"]), pairs, out_dir / PAIR_ONNX
+    )
     doc = (type(comparator).pair_scores.__doc__ or "").split("\n\n")[0]
     return {
         "name": name,
         "score": " ".join(doc.split()),
-        "files": {"torchscript": PAIR_TORCHSCRIPT, "onnx": _export_pair_onnx(head, pair, out_dir)},
+        "files": {"torchscript": PAIR_TORCHSCRIPT, "onnx": onnx_file},
     }
 
 
-def _export_pair_onnx(
-    head: nn.Module, pair: tuple[torch.Tensor, torch.Tensor], out_dir: Path
+def _export_onnx(
+    module: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    names: tuple[list[str], list[str]],
+    batch: dict[str, dict[int, str]],
+    path: Path,
 ) -> str | None:
-    """The pair scorer in ONNX (inputs ``first``, ``second`` ``(N, D)`` with a dynamic batch,
-    output ``scores`` ``(N,)``), or None without the exporter's dependencies."""
+    """Write ``module`` as ONNX to ``path`` (input and output ``names``, ``batch`` the dynamic
+    axes) when the exporter's dependencies are installed (the ``export`` extra); returns the file
+    name, or None without those dependencies or for an operator ONNX lacks."""
     try:
         import onnx  # noqa: F401
     except ImportError:
         return None
     try:
-        with atomic_write(out_dir / PAIR_ONNX, binary=True) as handle:
+        with atomic_write(path, binary=True) as handle:
             torch.onnx.export(
-                head,
-                pair,
+                module,
+                inputs,
                 handle,
-                input_names=["first", "second"],
-                output_names=["scores"],
-                dynamic_axes={
-                    "first": {0: "pairs"},
-                    "second": {0: "pairs"},
-                    "scores": {0: "pairs"},
-                },
+                input_names=names[0],
+                output_names=names[1],
+                dynamic_axes=batch,
                 dynamo=False,
             )
     except Exception:  # an unsupported operator: TorchScript remains the bundle's format
         return None
-    return PAIR_ONNX
-
-
-def _export_onnx(embedder: nn.Module, example: torch.Tensor, out_dir: Path) -> str | None:
-    """Write ONNX when the exporter's dependencies are installed (the ``export`` extra); None
-    otherwise. The graph takes uint8 ``(B, C, H, W)`` with a dynamic batch and gives ``(B, D)``."""
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
-        return None
-    try:
-        with atomic_write(out_dir / ONNX, binary=True) as handle:
-            torch.onnx.export(
-                embedder,
-                (example,),
-                handle,
-                input_names=["images"],
-                output_names=["embeddings"],
-                dynamic_axes={"images": {0: "batch"}},
-                dynamo=False,
-            )
-    except Exception:  # an unsupported operator: TorchScript remains the bundle's format
-        return None
-    return ONNX
+    return path.name

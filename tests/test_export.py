@@ -15,7 +15,8 @@ from metriclab.cli import main
 from metriclab.data import PairSampler, to_float, tta_views
 from metriclab.evaluation import embed, score_pairs
 from metriclab.export import Bundle, export_bundle
-from metriclab.training import build_data, load_run
+from metriclab.runs import open_run
+from metriclab.training import build_data
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,8 @@ def test_export_verify_equals_in_process_scores(run: Path, tmp_path: Path, capsy
     assert main(["export", str(run), "-o", str(bundle_dir)]) == 0
     manifest = json.loads((bundle_dir / "bundle.json").read_text())
     assert manifest["threshold"]["calibrated_on"] == "unseen test classes"
-    config, model = load_run(run)
+    opened = open_run(run)
+    config, model = opened.config, opened.model
     _, test = build_data(config)
     a, b = _png(tmp_path / "a.png", test.images[0]), _png(tmp_path / "b.png", test.images[1])
     with torch.no_grad():
@@ -56,7 +58,8 @@ def test_far_target_threshold_and_bad_bundle(run: Path, tmp_path: Path, capsys) 
     manifest = json.loads((bundle_dir / "bundle.json").read_text())
     assert manifest["threshold"]["rule"] == "false accept rate ≤ 0.01"
     # Measure the rates on the calibration pairs, scored here without export's code.
-    config, model = load_run(run)
+    opened = open_run(run)
+    config, model = opened.config, opened.model
     _, test = build_data(config)
     first, second, same = next(
         iter(PairSampler(test.labels, config.eval.pairs, 1, seed=config.eval.seed))
@@ -77,7 +80,7 @@ def test_index_build_and_query_find_the_item_itself(run: Path, tmp_path: Path, c
     assert main(["export", str(run), "-o", str(bundle_dir)]) == 0
     gallery = tmp_path / "gallery.index"
     assert main(["index", "build", str(bundle_dir), "-o", str(gallery)]) == 0
-    config, _ = load_run(run)
+    config = open_run(run).config
     _, test = build_data(config)
     image = _png(tmp_path / "q.png", test.images[7])
     capsys.readouterr()
@@ -91,7 +94,7 @@ def test_index_build_and_query_find_the_item_itself(run: Path, tmp_path: Path, c
 def test_bundle_loads_and_verifies_without_training_code(run: Path, tmp_path: Path) -> None:
     bundle_dir = tmp_path / "bundle"
     assert main(["export", str(run), "-o", str(bundle_dir)]) == 0
-    config, _ = load_run(run)
+    config = open_run(run).config
     _, test = build_data(config)
     a, b = _png(tmp_path / "a.png", test.images[0]), _png(tmp_path / "b.png", test.images[9])
     expected, _ = Bundle.load(bundle_dir).verify(a, b)
@@ -127,7 +130,8 @@ def test_report_and_calibration_score_pairs_alike(run: Path, tmp_path: Path) -> 
 
 def test_far_target_is_met_on_the_calibration_pairs(run: Path, tmp_path: Path) -> None:
     manifest = export_bundle(run, tmp_path / "strict", target_far=0.05)
-    config, model = load_run(run)
+    opened = open_run(run)
+    config, model = opened.config, opened.model
     _, test = build_data(config)
     vectors = embed(model.embedding_net, test, progress=False).vectors
     first, second, same = next(
@@ -152,7 +156,8 @@ def test_tta_bundle_scores_equal_the_reports(tta_run: Path, tmp_path: Path) -> N
     manifest = export_bundle(tta_run, tmp_path / "bundle")
     assert manifest["views"]["kind"] == "tta" and manifest["views"]["count"] == 9
     bundle = Bundle.load(tmp_path / "bundle")
-    config, model = load_run(tta_run)
+    opened = open_run(tta_run)
+    config, model = opened.config, opened.model
     _, test = build_data(config)
     first, second, _ = next(iter(PairSampler(test.labels, 64, 1, seed=1)))
     first, second = torch.as_tensor(first), torch.as_tensor(second)
@@ -201,7 +206,8 @@ def test_bundle_records_onnx_open_set_threshold_and_dir(run: Path, tmp_path: Pat
     )
     open_set = manifest["open_set"]
     assert open_set["calibrated_on"] == "unseen test classes"
-    config, model = load_run(run)
+    opened = open_run(run)
+    config, model = opened.config, opened.model
     _, test = build_data(config)
     vectors = embed(model.embedding_net, test, progress=False).vectors
     with torch.no_grad():
@@ -220,7 +226,7 @@ def test_bundle_records_onnx_open_set_threshold_and_dir(run: Path, tmp_path: Pat
 
 def test_export_verify_and_index_print_no_torch_warnings(run: Path, tmp_path: Path) -> None:
     """torch's TorchScript deprecation and tracer notices are not the user's business."""
-    config, _ = load_run(run)
+    config = open_run(run).config
     _, test = build_data(config)
     a = _png(tmp_path / "a.png", test.images[0])
     bundle_dir, gallery = tmp_path / "bundle", tmp_path / "gallery.index"

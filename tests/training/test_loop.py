@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from metriclab.config import ConfigError, resolve_config
-from metriclab.training import NonFiniteLoss, Trainer, checkpoints, load_run, train
+from metriclab.runs import open_run
+from metriclab.training import NonFiniteLoss, Trainer, checkpoints, train
 from metriclab.training.loop import resume_config
 from metriclab.training.metrics_log import read_metrics
 
@@ -83,12 +84,28 @@ def test_each_objective_trains_and_checkpoints(tmp_path: Path, overrides: list[s
         "step-0000003.pt",
         "step-0000006.pt",
     ]
-    _, loaded = load_run(tmp_path / "run")
+    loaded = open_run(tmp_path / "run").model
     for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     # It learned: on the same batches (a step's batch is fixed by its index), the trained
     # weights give a lower loss than the initial ones.
     assert _loss_on_first_batches(config, tmp_path / "run") < _loss_on_first_batches(config, None)
+
+
+def test_the_old_run_openers_warn_and_keep_their_shapes(tmp_path: Path) -> None:
+    from metriclab import training
+
+    train(resolve_config(None, [*FAST, "train.steps=2"]), tmp_path / "run", progress=False)
+    run = open_run(tmp_path / "run")
+    with pytest.warns(DeprecationWarning, match=r"metriclab\.runs\.open_run"):
+        config, model, (train_set, test_set) = training.open_run(tmp_path / "run")
+    with pytest.warns(DeprecationWarning, match="load_run is deprecated"):
+        same_config, same_model = training.load_run(tmp_path / "run")
+    assert config == run.config == same_config
+    assert train_set.labels.tolist() == run.data.train.labels.tolist()
+    assert test_set.labels.tolist() == run.data.test.labels.tolist()
+    for a, b in zip(model.state_dict().values(), same_model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def _loss_on_first_batches(config, run: Path | None) -> float:

@@ -377,6 +377,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _user_warnings() -> tuple[type[Warning], ...]:
+    """The warnings about the user's run or data, printed as one ``warning:`` line each."""
+    from metriclab.checkpoints import DamagedCheckpointWarning
+    from metriclab.data.cache import ResizeWarning
+    from metriclab.runs import SplitWarning
+
+    return SplitWarning, DamagedCheckpointWarning, ResizeWarning
+
+
 def _show_warning(
     message: Warning | str,
     category: type[Warning],
@@ -387,11 +396,7 @@ def _show_warning(
 ) -> None:
     """A warning about the user's run or data (e.g. a changed split) as one ``warning:`` line;
     any other warning as Python shows it."""
-    from metriclab.checkpoints import DamagedCheckpointWarning
-    from metriclab.data.cache import ResizeWarning
-    from metriclab.runs import SplitWarning
-
-    if not issubclass(category, (SplitWarning, DamagedCheckpointWarning, ResizeWarning)):
+    if not issubclass(category, _user_warnings()):
         _PYTHON_SHOW_WARNING(message, category, filename, lineno, file, line)
     elif os.environ.get("RANK", "0") == "0":
         print(f"warning: {message}", file=sys.stderr)
@@ -424,6 +429,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():  # restores warnings.showwarning afterwards
             warnings.showwarning = _show_warning
+            # The user-facing warnings are part of the command's output: Python's warning
+            # filters (-W ignore, PYTHONWARNINGS) are for developers and must not hide them.
+            for category in _user_warnings():
+                warnings.filterwarnings("default", category=category)
             # metriclab's own TorchScript export / load: torch's notice that it plans to retire
             # TorchScript is for metriclab's developers, not for the person running a command.
             warnings.filterwarnings(

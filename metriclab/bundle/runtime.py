@@ -178,8 +178,11 @@ class Bundle:
         if self._distance is None:
             from metriclab.distances import distance_from_dict
 
-            # distance_from_dict also reads format-1 records ({"name", "weights"}).
-            self._distance = distance_from_dict(self.manifest["distance"]).eval()
+            # distance_from_dict also reads format-1 records ({"name", "weights"}). Frozen: a
+            # served distance is not trained, and its learned weights (weighted L1) must not
+            # make every matrix it returns carry a gradient graph.
+            distance = distance_from_dict(self.manifest["distance"])
+            self._distance = distance.eval().requires_grad_(False)
         return self._distance
 
     def decode(self, paths: Sequence[Path]) -> np.ndarray:

@@ -71,7 +71,13 @@ from metriclab.data.streaming import DiskImages, pixels, stream
 from metriclab.data.photo_transforms import PhotoAugment
 
 # Pen strokes (issue 18): loading, rendering, stroke-level augmentation (registers "strokes").
-from metriclab.data.strokes import Drawing, StrokeRecord, omniglot_strokes, read_stroke_records
+from metriclab.data.strokes import (
+    Drawing,
+    StrokeRecord,
+    omniglot_strokes,
+    read_stroke_records,
+    write_stroke_records,
+)
 from metriclab.data.render import PackedStrokes, render_drawings
 from metriclab.data.stroke_augment import StrokeAugmentation, StrokeBank, StrokeJitter
 from metriclab.data.stroke_sets import render_records
@@ -115,5 +121,6 @@ __all__ += [
     "stream",
     "tta_views",
     "warp",
+    "write_stroke_records",
 ]
 # isort: on

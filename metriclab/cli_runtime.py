@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from metriclab.atomic import atomic_write
+from metriclab.bundle.identify import SHORTLIST
 
 
 def add_parsers(
@@ -38,7 +39,8 @@ def add_parsers(
         "identify", help="the enrolled class of each image, or unknown",
         description="Identify images against a gallery. Output: image, class (or 'unknown' when "
         "the best match is farther than the open-set threshold), the best candidate class and its "
-        "distance (smaller is closer).",
+        "distance (smaller is closer; for a bundle with a learned comparator, minus its pair "
+        "score).",
     )  # fmt: skip
     _gallery_argument(identify)
     identify.add_argument(
@@ -56,6 +58,11 @@ def add_parsers(
         help="open-set threshold: the gallery's calibration if any, else the bundle's (auto); "
         "the bundle's (calibrated at export); the gallery's (leave-one-class-out); none; or a "
         "distance",
+    )  # fmt: skip
+    identify.add_argument(
+        "--shortlist", type=int, default=SHORTLIST, metavar="N",
+        help="for a bundle with a learned comparator: how many nearest items (by the "
+        f"embedding's distance) it re-scores per image (default {SHORTLIST})",
     )  # fmt: skip
     output = identify.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print JSON lines")
@@ -181,7 +188,11 @@ def _print_info(info: dict, as_json: bool) -> None:
         f"gallery {info['folder']}: {info['items']} items, {info['classes']} classes, dim {info['dim']}"
     )
     print(f"bundle {info['bundle']['path']} (identity {info['bundle']['identity']})")
-    print(f"distance {info['distance']['name']}")
+    ranked = info["ranked_by"]
+    print(
+        f"distance {info['distance']['name']}"
+        + (", ranked by the learned comparator" if ranked == "comparator" else "")
+    )
     for name, value in (("gallery", threshold), ("bundle", bundle_threshold)):
         text = "none" if value is None else f"{value['distance']:.4f} ({value['rule']})"
         print(f"open-set threshold ({name}): {text}")
@@ -198,7 +209,7 @@ def identify_command(args: argparse.Namespace) -> None:
         threshold = float(args.threshold)
     if args.k < 1:
         raise ValueError(f"-k must be at least 1, got {args.k}")
-    answers = gallery.identify(args.images, args.rule, args.k, threshold)
+    answers = gallery.identify(args.images, args.rule, args.k, threshold, shortlist=args.shortlist)
     limit = gallery.resolve_threshold(threshold)
     rows = [
         {

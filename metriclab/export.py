@@ -25,6 +25,7 @@ runtime, also importable from here) loads it all back without training or export
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,8 @@ from metriclab.bundle import (
     threshold_at_far,
     views_record,
 )
-from metriclab.bundle.identify import nearest_of
+from metriclab.bundle.comparator import PairScorer
+from metriclab.bundle.identify import SHORTLIST, nearest_of, pair_distances
 from metriclab.data import PairSampler, pixels
 from metriclab.evaluation import embed, score_pairs, verification_metrics
 from metriclab.evaluation.openset import evaluate_open_set
@@ -92,22 +94,27 @@ def _threshold(scores: np.ndarray, same: np.ndarray, target_far: float | None) -
 
 
 def _open_set(
-    distance: dict[str, Any], vectors: np.ndarray, labels: np.ndarray, far: float, seed: int
-) -> dict[str, Any]:
+    distance: dict[str, Any], vectors: np.ndarray, labels: np.ndarray, far: float, seed: int,
+    comparator: PairScorer | None,
+) -> dict[str, Any]:  # fmt: skip
     """The open-set distance threshold at false-alarm rate ``far``, leave-one-class-out on the
     calibration embeddings ``(N, D)`` with labels ``(N,)``, scored by the runtime's own numpy
-    distance so the runtime rejects exactly as calibrated."""
+    distance (or ranked by the learned ``comparator`` as a gallery ranks, ``−score`` as the
+    distance) so the runtime rejects exactly as calibrated."""
     scorer = numpy_distance(distance)
+
+    def nearest(ids: np.ndarray, other: bool) -> np.ndarray:
+        return nearest_of(scorer, vectors, labels, ids, other, comparator, SHORTLIST)
+
     impostor, genuine = leave_one_class_out(
-        labels,
-        lambda ids: nearest_of(scorer, vectors, labels, ids, other=True),
-        lambda ids: nearest_of(scorer, vectors, labels, ids, other=False),
-        OPEN_SET_PROBES,
-        seed,
-    )
+        labels, lambda ids: nearest(ids, True), lambda ids: nearest(ids, False),
+        OPEN_SET_PROBES, seed,
+    )  # fmt: skip
     value = threshold_at_far(impostor, far)
     return {
         "distance": value,
+        "ranked_by": "distance" if comparator is None else "comparator",
+        **({"shortlist": SHORTLIST} if comparator is not None else {}),
         "rule": f"false-alarm rate ≤ {far:g}, leave-one-class-out",
         "probes": len(impostor),
         "accepted_genuine": float((genuine <= value).mean()) if len(genuine) else None,
@@ -140,6 +147,9 @@ def export_bundle(
         scores = score_pairs(head, vectors, torch.as_tensor(first), torch.as_tensor(second))
     scores = scores.numpy()
     far = OPEN_SET_FAR if target_far is None else target_far
+    comparator = getattr(model, "comparator", None)
+    # The comparator ranks gallery matches as the runtime's pair scorer will (−score).
+    ranker = None if comparator is None else _TorchPairScorer(comparator)
     open_set = {
         **_open_set(
             model.distance.to_dict(),
@@ -147,6 +157,7 @@ def export_bundle(
             calibration.labels.numpy(),
             far,
             config.eval.seed,
+            ranker,
         ),
         "calibrated_on": calibrated_on,
     }
@@ -158,7 +169,9 @@ def export_bundle(
     open_set["test"] = {
         "protocol": "half the unseen test classes enrolled with one item each; seeded",
         **evaluate_open_set(
-            test_vectors.numpy(), test.labels.numpy(), numpy_distance(model.distance.to_dict()).matrix,
+            test_vectors.numpy(), test.labels.numpy(),
+            numpy_distance(model.distance.to_dict()).matrix if ranker is None
+            else partial(pair_distances, ranker),
             seed=config.eval.seed,
         ).to_dict(),
     }  # fmt: skip
@@ -192,7 +205,6 @@ def export_bundle(
     manifest["files"]["onnx"] = _export_onnx(
         embedder, (example,), (["images"], ["embeddings"]), {"images": {0: "batch"}}, out_dir / ONNX
     )
-    comparator = getattr(model, "comparator", None)
     if comparator is not None:
         manifest["comparator"] = _export_comparator(
             comparator, config.model.comparator, vectors[:2], out_dir
@@ -211,6 +223,21 @@ class _PairHead(nn.Module):
 
     def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         return self.comparator.pair_scores(first, second)
+
+
+class _TorchPairScorer:
+    """A comparator's torch pair score as the runtime's numpy :class:`PairScorer`
+    (``(N, D)`` × ``(N, D)`` → ``(N,)``), for calibrating before the graphs are written."""
+
+    name = "torch"
+
+    def __init__(self, comparator: nn.Module) -> None:
+        self.comparator = comparator
+
+    def __call__(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            pair = (torch.from_numpy(np.ascontiguousarray(x, np.float32)) for x in (first, second))
+            return self.comparator.pair_scores(*pair).numpy()
 
 
 def _export_comparator(

@@ -8,9 +8,11 @@ and ``bundle.json`` records it under ``"comparator"``::
 
     {"name": "relation", "score": "...", "files": {"torchscript": ..., "onnx": ...}}
 
-The bundle then verifies pairs with it instead of ``bias − distance``; galleries and
-identification still search by the distance (a comparator gives no FAISS form). As with the
-embedder, torch is imported only for the TorchScript engine, so ONNX serves without torch.
+The bundle then verifies pairs with it instead of ``bias − distance``, and galleries rank
+matches with it: a comparator gives no FAISS form, so FAISS shortlists each query's nearest items
+under the embedding's distance and the comparator re-scores them (:mod:`metriclab.bundle.identify`).
+As with the embedder, torch is imported only for the TorchScript engine, so ONNX serves without
+torch.
 """
 
 from __future__ import annotations

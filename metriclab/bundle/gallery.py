@@ -9,7 +9,9 @@ bundle), and lies on disk as described in :mod:`metriclab.bundle.store` (atomic,
 Identification (open-set, as in face recognition: Phillips et al., FRVT 2002) gives each query a
 class by ``nearest`` neighbour, a ``vote`` of its k nearest items, or the nearest class
 ``prototype`` (mean embedding, Snell et al. 2017), and ``unknown`` when that match lies farther
-than the open-set threshold (:mod:`metriclab.bundle.openset`).
+than the open-set threshold (:mod:`metriclab.bundle.openset`). A bundle with a learned comparator
+ranks each query's ``shortlist`` nearest items by the comparator's pair score instead, reading
+``−score`` as the distance (:mod:`metriclab.bundle.identify`).
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ RULES = ("nearest", "vote", "prototype")
 @dataclass(frozen=True)
 class Identification:
     """One query's answer: ``label`` (a class or ``unknown``), the best ``candidate`` class, its
-    ``distance`` (bundle distance to the nearest item or prototype of that class) and the nearest
-    item of that class (None under the prototype rule)."""
+    ``distance`` (bundle distance to the nearest item or prototype of that class; ``−score`` for a
+    bundle with a learned comparator) and the nearest item of that class (None under the
+    prototype rule)."""
 
     label: str
     candidate: str
@@ -194,26 +197,33 @@ class Gallery:
     def identify(
         self, queries: np.ndarray | Sequence[Path], rule: str = "nearest", k: int = 5,
         threshold: float | str | None = "auto", chunk: int = 4096,
+        shortlist: int = rules.SHORTLIST,
     ) -> list[Identification]:  # fmt: skip
         """Identify query embeddings ``(Nq, D)`` or image files (see the module docstring).
 
         ``threshold``: a distance; ``"bundle"`` (calibrated at export), ``"gallery"``
         (leave-one-class-out, :meth:`calibrate`), ``"auto"`` (the gallery's if calibrated, else
-        the bundle's, else none) or ``None`` / ``"none"`` (never ``unknown``).
+        the bundle's, else none) or ``None`` / ``"none"`` (never ``unknown``). ``shortlist``: how
+        many nearest items a bundle's learned comparator re-scores per query.
         """
         if rule not in RULES:
             raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
         if not len(self):
             raise ValueError("the gallery is empty; enrol classes with 'metriclab gallery add'")
+        rules.check_shortlist(shortlist)
         limit = self.resolve_threshold(threshold)
         vectors = queries if isinstance(queries, np.ndarray) else self.bundle.embed(list(queries))
+        comparator = self.bundle.comparator
         if rule == "prototype":
             names, protos = rules.prototypes(self.vectors, self.classes)
-            best, dist = rules.nearest_prototype(self.bundle.scorer, protos, vectors, chunk)
+            best, dist = rules.nearest_prototype(
+                self.bundle.scorer, protos, vectors, chunk, comparator, shortlist
+            )
             found = [(names[b], float(d), None) for b, d in zip(best, dist, strict=True)]
         else:
-            dist, ids = self._index.search(
-                vectors, 1 if rule == "nearest" else min(k, len(self)), chunk
+            k = 1 if rule == "nearest" else min(k, len(self))
+            dist, ids = rules.search(
+                self._index, self.vectors, vectors, k, chunk, comparator, shortlist
             )
             found = rules.decide(dist, ids, self.classes, self.item_ids)
         return [Identification(UNKNOWN if d > limit else c, c, d, item) for c, d, item in found]
@@ -227,35 +237,45 @@ class Gallery:
         if threshold == "gallery" or (threshold == "auto" and self.threshold is not None):
             return float((self.threshold or self.calibrate())["distance"])
         if threshold in ("bundle", "auto"):
-            if self.bundle.open_set is not None:
-                return float(self.bundle.open_set["distance"])
+            open_set = self.bundle.open_set
+            if open_set is not None and open_set.get("ranked_by", "distance") == self.ranked_by:
+                return float(open_set["distance"])
             if threshold == "auto":
                 return float("inf")
             raise ValueError(
-                f"bundle {self.bundle.folder} has no open-set threshold (exported before it "
-                "existed); export it again, calibrate the gallery, or set one by hand"
+                f"bundle {self.bundle.folder} has no open-set threshold for ranking by its "
+                f"{self.ranked_by} (exported before it existed); export it again, calibrate the "
+                "gallery, or set one by hand"
             )
         raise ValueError(
             f"threshold must be a distance, 'auto', 'bundle', 'gallery' or 'none', got {threshold!r}"
         )
 
+    @property
+    def ranked_by(self) -> str:
+        """``"comparator"`` when the bundle's learned comparator ranks matches, else ``"distance"``."""
+        return "distance" if self.bundle.comparator is None else "comparator"
+
     def calibrate(
-        self, target_far: float = 0.01, probes: int = 2000, seed: int = 0
-    ) -> dict[str, Any]:
+        self, target_far: float = 0.01, probes: int = 2000, seed: int = 0,
+        shortlist: int = rules.SHORTLIST,
+    ) -> dict[str, Any]:  # fmt: skip
         """Leave-one-class-out open-set threshold at false-alarm rate ``target_far`` (stored)."""
+        rules.check_shortlist(shortlist)
         labels = np.unique(self.classes, return_inverse=True)[1]
+        scorer, vectors, comparator = self.bundle.scorer, self.vectors, self.bundle.comparator
+
+        def nearest(ids: np.ndarray, other: bool) -> np.ndarray:
+            return rules.nearest_of(scorer, vectors, labels, ids, other, comparator, shortlist)
+
         impostor, genuine = leave_one_class_out(
-            labels,
-            lambda ids: rules.nearest_of(self.bundle.scorer, self.vectors, labels, ids, other=True),
-            lambda ids: rules.nearest_of(
-                self.bundle.scorer, self.vectors, labels, ids, other=False
-            ),
-            probes,
-            seed,
+            labels, lambda ids: nearest(ids, True), lambda ids: nearest(ids, False), probes, seed
         )
         value = threshold_at_far(impostor, target_far)
         self.threshold = {
             "distance": value,
+            "ranked_by": self.ranked_by,
+            **({"shortlist": shortlist} if comparator is not None else {}),
             "rule": f"false-alarm rate ≤ {target_far:g}, leave-one-class-out",
             "probes": len(impostor),
             "accepted_genuine": float((genuine <= value).mean()) if len(genuine) else None,
@@ -288,6 +308,7 @@ class Gallery:
         return {
             "bundle": {"identity": self.bundle.identity, "path": str(self.bundle.folder.resolve())},
             "distance": self.bundle.manifest["distance"],
+            "ranked_by": self.ranked_by,
             "dim": int(self.vectors.shape[1]) if len(self) else None,
             "items": len(self),
             "classes": len(self.class_names),

@@ -1,7 +1,9 @@
-"""A tiny exported bundle (10 training steps, TorchScript + ONNX) and folders of its test digits."""
+"""Tiny exported bundles (a plain one of 10 training steps, TorchScript + ONNX, and one per learned
+comparator) and folders of their test digits."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -39,3 +41,24 @@ def write_class_folders(root: Path, images: np.ndarray, labels: np.ndarray, name
         for i in np.flatnonzero(labels == label)[start : start + per_class]:
             Image.fromarray(images[i, 0], mode="L").save(folder / f"{i:04d}.png")
     return root
+
+
+COMMON = ["train.n_way=5", "train.k_shot=1", "train.n_query=3", "train.steps=6", "eval.pairs=300"]
+KINDS = {
+    "relation": ["train.objective=relation", "model.comparator=relation"],
+    "matching": ["train.objective=matching", "model.comparator=matching"],
+}
+
+
+@pytest.fixture(scope="session", params=list(KINDS))
+def exported(request, tmp_path_factory) -> tuple[str, Path, Path, dict]:
+    """(kind, run folder, bundle folder, the run's results.json) for a tiny comparator run."""
+    kind = request.param
+    root = tmp_path_factory.mktemp(kind)
+    run, bundle = root / "run", root / "bundle"
+    assert main(["train", "--no-progress", "--run-dir", str(run), *KINDS[kind], *COMMON]) == 0
+    results = root / "results.json"
+    argv = ["eval", str(run), "--no-progress", "--no-plots", "--json", str(results)]
+    assert main(argv) == 0
+    assert main(["export", str(run), "-o", str(bundle)]) == 0
+    return kind, run, bundle, json.loads(results.read_text())

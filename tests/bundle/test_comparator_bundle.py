@@ -21,26 +21,6 @@ from metriclab.data import PairSampler
 from metriclab.evaluation import verification_metrics
 from metriclab.runs import open_run
 
-COMMON = ["train.n_way=5", "train.k_shot=1", "train.n_query=3", "train.steps=6", "eval.pairs=300"]
-KINDS = {
-    "relation": ["train.objective=relation", "model.comparator=relation"],
-    "matching": ["train.objective=matching", "model.comparator=matching"],
-}
-
-
-@pytest.fixture(scope="module", params=list(KINDS))
-def exported(request, tmp_path_factory) -> tuple[str, Path, Path, dict]:
-    """(kind, run folder, bundle folder, the run's results.json) for a tiny comparator run."""
-    kind = request.param
-    root = tmp_path_factory.mktemp(kind)
-    run, bundle = root / "run", root / "bundle"
-    assert main(["train", "--no-progress", "--run-dir", str(run), *KINDS[kind], *COMMON]) == 0
-    results = root / "results.json"
-    argv = ["eval", str(run), "--no-progress", "--no-plots", "--json", str(results)]
-    assert main(argv) == 0
-    assert main(["export", str(run), "-o", str(bundle)]) == 0
-    return kind, run, bundle, json.loads(results.read_text())
-
 
 def _report_pairs(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The report's verification pairs (its seed and count) as uint8 images, and whether alike."""

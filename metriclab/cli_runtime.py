@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from metriclab.atomic import atomic_write
+from metriclab.bundle.gallery import RANK_BY
 from metriclab.bundle.identify import SHORTLIST
 
 
@@ -107,6 +108,11 @@ def _add_gallery(
     _bundle_argument(create)
     _sources_arguments(create)
     create.add_argument("-o", "--output", type=Path, required=True, help="gallery folder")
+    create.add_argument(
+        "--rank-by", choices=RANK_BY, default="auto",
+        help="what ranks matches: the bundle's learned comparator (auto, when it has one) or the "
+        "embedding's distance alone; saved with the gallery",
+    )  # fmt: skip
     add_backend(create)
     add = actions.add_parser("add", help="enrol more images (incremental)")
     _gallery_argument(add)
@@ -158,7 +164,9 @@ def gallery_command(args: argparse.Namespace) -> None:
         if (args.output / "gallery.json").exists():
             raise ValueError(f"{args.output} is already a gallery; use 'gallery add' or another -o")
         bundle = Bundle.load(args.bundle, args.backend)
-        gallery = Gallery.create(bundle, args.sources, args.label, progress=not args.no_progress)
+        gallery = Gallery.create(
+            bundle, args.sources, args.label, progress=not args.no_progress, rank_by=args.rank_by
+        )
         gallery.save(args.output)
         print(f"wrote {args.output}: {len(gallery)} items of {len(gallery.class_names)} classes")
         return

@@ -39,6 +39,8 @@ from metriclab.bundle.store import (
 
 UNKNOWN = "unknown"
 RULES = ("nearest", "vote", "prototype")
+#: What ranks a gallery's matches: ``auto`` is the bundle's learned comparator when it has one.
+RANK_BY = ("auto", "comparator", "distance")
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,30 @@ class Identification:
 
 
 class Gallery:
-    """Enrolled items of a bundle's embedding; see the module docstring."""
+    """Enrolled items of a bundle's embedding; see the module docstring.
 
-    def __init__(self, bundle: Bundle, folder: Path | None = None) -> None:
+    ``rank_by``: ``"comparator"`` ranks matches by the bundle's learned comparator,
+    ``"distance"`` by the embedding's distance alone, ``"auto"`` the comparator when the bundle
+    has one. The choice is the gallery's (saved with it), as its calibration depends on it.
+    """
+
+    def __init__(self, bundle: Bundle, folder: Path | None = None, rank_by: str = "auto") -> None:
+        if rank_by not in RANK_BY:
+            raise ValueError(f"rank_by must be one of {', '.join(RANK_BY)}, got {rank_by!r}")
+        if rank_by == "comparator" and bundle.comparator is None:
+            raise ValueError(
+                f"bundle {bundle.folder} has no learned comparator to rank by; use "
+                "rank_by='distance' (or 'auto')"
+            )
         self.bundle = bundle
         self.folder = folder
+        #: ``"comparator"`` or ``"distance"``: what ranks this gallery's matches.
+        self.ranked_by = (
+            ("distance" if bundle.comparator is None else "comparator")
+            if rank_by == "auto"
+            else rank_by
+        )
+        self._comparator = bundle.comparator if self.ranked_by == "comparator" else None
         # Growable storage, so that an add copies only the new items (amortised doubling).
         self._buffer = np.zeros((0, 0), np.float32)
         self._count = 0
@@ -79,10 +100,10 @@ class Gallery:
     @classmethod
     def create(
         cls, bundle: Bundle, source: Path | Sequence[Path], label: str | None = None,
-        progress: bool = False,
+        progress: bool = False, rank_by: str = "auto",
     ) -> Gallery:  # fmt: skip
         """A gallery of a folder of class folders, a ``path,label`` CSV, or files of class ``label``."""
-        gallery = cls(bundle)
+        gallery = cls(bundle, rank_by=rank_by)
         gallery.add(source, label, progress)
         return gallery
 
@@ -213,7 +234,7 @@ class Gallery:
         rules.check_shortlist(shortlist)
         limit = self.resolve_threshold(threshold)
         vectors = queries if isinstance(queries, np.ndarray) else self.bundle.embed(list(queries))
-        comparator = self.bundle.comparator
+        comparator = self._comparator
         if rule == "prototype":
             names, protos = rules.prototypes(self.vectors, self.classes)
             best, dist = rules.nearest_prototype(
@@ -234,8 +255,11 @@ class Gallery:
             return float("inf")
         if isinstance(threshold, (int, float)):
             return float(threshold)
-        if threshold == "gallery" or (threshold == "auto" and self.threshold is not None):
-            return float((self.threshold or self.calibrate())["distance"])
+        calibrated = self.threshold
+        if calibrated is not None and calibrated.get("ranked_by", "distance") != self.ranked_by:
+            calibrated = None  # made before this gallery ranked as it does: calibrate again
+        if threshold == "gallery" or (threshold == "auto" and calibrated is not None):
+            return float((calibrated or self.calibrate())["distance"])
         if threshold in ("bundle", "auto"):
             open_set = self.bundle.open_set
             if open_set is not None and open_set.get("ranked_by", "distance") == self.ranked_by:
@@ -251,11 +275,6 @@ class Gallery:
             f"threshold must be a distance, 'auto', 'bundle', 'gallery' or 'none', got {threshold!r}"
         )
 
-    @property
-    def ranked_by(self) -> str:
-        """``"comparator"`` when the bundle's learned comparator ranks matches, else ``"distance"``."""
-        return "distance" if self.bundle.comparator is None else "comparator"
-
     def calibrate(
         self, target_far: float = 0.01, probes: int = 2000, seed: int = 0,
         shortlist: int = rules.SHORTLIST,
@@ -263,7 +282,7 @@ class Gallery:
         """Leave-one-class-out open-set threshold at false-alarm rate ``target_far`` (stored)."""
         rules.check_shortlist(shortlist)
         labels = np.unique(self.classes, return_inverse=True)[1]
-        scorer, vectors, comparator = self.bundle.scorer, self.vectors, self.bundle.comparator
+        scorer, vectors, comparator = self.bundle.scorer, self.vectors, self._comparator
 
         def nearest(ids: np.ndarray, other: bool) -> np.ndarray:
             return rules.nearest_of(scorer, vectors, labels, ids, other, comparator, shortlist)
@@ -331,7 +350,7 @@ class Gallery:
                 f"{made_by['identity']}), not by bundle {bundle.folder} (identity "
                 f"{bundle.identity}); rebuild it with 'metriclab gallery create'"
             )
-        gallery = cls(bundle, folder)
+        gallery = cls(bundle, folder, manifest.get("ranked_by", "auto"))
         for record in manifest["segments"]:
             gallery._append(read_segment(folder, record))
         gallery._saved, gallery._next = list(manifest["segments"]), int(manifest["next_segment"])

@@ -154,3 +154,29 @@ def test_identify_command_takes_a_shortlist(exported, tmp_path: Path, capsys) ->
     assert row["distance"] == pytest.approx(expected.distance, abs=1e-6)
     assert main(["identify", str(gallery), str(query), "--shortlist", "0"]) == 2
     assert "error: shortlist must be a positive integer" in capsys.readouterr().err
+
+
+def test_a_gallery_may_rank_by_the_distance_and_keeps_its_choice(
+    exported, bundle_dir: Path, tmp_path: Path
+) -> None:
+    _, run, comparator_bundle, _ = exported
+    ranked, queries, _ = _enrolled(comparator_bundle, run, per_class=2)
+    plain = Gallery(ranked.bundle, rank_by="distance")
+    plain.enrol(ranked.vectors, ranked.classes.tolist(), ranked.item_ids.tolist())
+    assert plain.ranked_by == "distance"
+    answers = plain.identify(queries, threshold=None)
+    nearest = ranked.bundle.scorer.matrix(queries, plain.vectors).min(axis=1)
+    np.testing.assert_allclose([a.distance for a in answers], nearest, rtol=1e-5, atol=1e-6)
+    # The bundle's threshold was calibrated for its comparator: not for this gallery.
+    assert plain.resolve_threshold("auto") == float("inf")
+    record = plain.calibrate(target_far=0.1)
+    assert record["ranked_by"] == "distance" and "shortlist" not in record
+    assert Gallery.load(plain.save(tmp_path / "g")).ranked_by == "distance"
+    # A calibration made under the other ranking is not used; "gallery" calibrates again.
+    ranked.threshold = record
+    assert ranked.resolve_threshold("gallery") != record["distance"]
+    assert ranked.threshold["ranked_by"] == "comparator"
+    with pytest.raises(ValueError, match="no learned comparator to rank by"):
+        Gallery(Bundle.load(bundle_dir, "onnx"), rank_by="comparator")
+    with pytest.raises(ValueError, match="rank_by must be one of auto, comparator, distance"):
+        Gallery(ranked.bundle, rank_by="score")

@@ -47,12 +47,12 @@ def _trial(
     ), seconds
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("pairs", nargs="+", type=Path, metavar="RUN_DIR BUNDLE")
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--trials", type=int, default=20)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if len(args.pairs) % 2:
         parser.error("give RUN_DIR BUNDLE pairs")
     print(

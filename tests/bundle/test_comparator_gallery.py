@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +181,24 @@ def test_a_gallery_may_rank_by_the_distance_and_keeps_its_choice(
         Gallery(Bundle.load(bundle_dir, "onnx"), rank_by="comparator")
     with pytest.raises(ValueError, match="rank_by must be one of auto, comparator, distance"):
         Gallery(ranked.bundle, rank_by="score")
+
+
+def test_the_ranking_script_reports_both_rankings(exported, capsys) -> None:
+    """scripts/comparator_gallery.py: a row per shot count with the figures of the API."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    import comparator_gallery
+
+    _, run, bundle_dir, _ = exported
+    comparator_gallery.main([str(run), str(bundle_dir), "--shots", "1", "--trials", "2"])
+    rows = capsys.readouterr().out.splitlines()[2:]  # after the header and its rule
+    assert len(rows) == 1
+    cells = [cell.strip() for cell in rows[0].strip("|").split("|")]
+    bundle = Bundle.load(bundle_dir, "onnx")
+    test = open_run(run).data.test
+    names = np.asarray(test.class_names)[test.labels.numpy()]
+    vectors = bundle.embed(test.images.numpy())
+    for column, rank_by in ((2, "distance"), (3, "comparator")):
+        trials = [
+            comparator_gallery._trial(bundle, rank_by, vectors, names, 1, s)[0] for s in (0, 1)
+        ]
+        assert cells[column].startswith(f"{100 * np.mean(trials):.2f} ± ")

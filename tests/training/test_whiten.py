@@ -65,13 +65,14 @@ def test_the_evaluated_checkpoint_embeds_through_the_map_fitted_on_the_training_
 
 
 def test_the_exported_bundle_embeds_through_the_map(whitened_run: Path, tmp_path: Path) -> None:
-    export_bundle(whitened_run, tmp_path / "bundle")
-    bundle = Bundle.load(tmp_path / "bundle")
+    manifest = export_bundle(whitened_run, tmp_path / "bundle")
     run = open_run(whitened_run)
     expected = embed(run.model.embedding_net, run.data.test, progress=False).vectors
-    torch.testing.assert_close(
-        bundle.embed_images(run.data.test.images), expected, atol=1e-5, rtol=0
-    )
+    backends = ["torchscript"] + (["onnx"] if manifest["files"].get("onnx") else [])
+    for backend in backends:  # ONNX: the torch-free runtime
+        bundle = Bundle.load(tmp_path / "bundle", backend=backend)
+        served = bundle.embed_images(run.data.test.images)
+        torch.testing.assert_close(served, expected, atol=1e-5, rtol=0)
     run.model.embedding_net.whitening.reset()  # without the map the vectors differ: can fail
     plain = embed(run.model.embedding_net, run.data.test, progress=False).vectors
     assert (plain - expected).abs().max() > 1e-2

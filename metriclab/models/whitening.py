@@ -28,6 +28,7 @@ leading principal directions of the mapped training vectors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -35,8 +36,10 @@ from torch import nn
 
 from metriclab.registry import Registry
 
-#: ``train.whiten`` kinds → the ``W`` they fit, given ``(within, between, total)`` covariances.
-WHITENINGS: Registry[Any] = Registry("whitening", key="train.whiten")
+#: A kind's fit: ``(S_w, S_b, S_t, shrinkage)``, each ``(F, F)`` float64 → ``W`` ``(F, F)``.
+WhiteningFit = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
+#: ``train.whiten`` kinds → the ``W`` they fit from the within-, between-class and total covariances.
+WHITENINGS: Registry[WhiteningFit] = Registry("whitening", key="train.whiten")
 #: Where the fitted map reads its input: the trained embedding, or the backbone's features
 #: (the embedding head then goes unused; ``train.whiten_from``).
 WHITEN_SOURCES = ("embedding", "backbone")
@@ -79,24 +82,32 @@ def scatter(
 
 
 @WHITENINGS.register("center")
-def _center(within: torch.Tensor, between: torch.Tensor, total: torch.Tensor, a: float):
+def _center(
+    within: torch.Tensor, between: torch.Tensor, total: torch.Tensor, a: float
+) -> torch.Tensor:
     return torch.eye(within.shape[0], dtype=within.dtype)
 
 
 @WHITENINGS.register("wccn")
-def _wccn(within: torch.Tensor, between: torch.Tensor, total: torch.Tensor, a: float):
+def _wccn(
+    within: torch.Tensor, between: torch.Tensor, total: torch.Tensor, a: float
+) -> torch.Tensor:
     return inverse_sqrt(shrink(within, a))
 
 
 @WHITENINGS.register("lda")
-def _lda(within: torch.Tensor, between: torch.Tensor, total: torch.Tensor, a: float):
+def _lda(
+    within: torch.Tensor, between: torch.Tensor, total: torch.Tensor, a: float
+) -> torch.Tensor:
     root = inverse_sqrt(shrink(within, a))
     values, vectors = torch.linalg.eigh(root @ between @ root)
     return root @ _fix_signs(vectors[:, torch.argsort(values, descending=True)])
 
 
 @WHITENINGS.register("pca")
-def _pca(within: torch.Tensor, between: torch.Tensor, total: torch.Tensor, a: float):
+def _pca(
+    within: torch.Tensor, between: torch.Tensor, total: torch.Tensor, a: float
+) -> torch.Tensor:
     return inverse_sqrt(shrink(total, a))
 
 

@@ -412,7 +412,9 @@ def train(
     A new run records its class split in ``split.json``. A resumed run trains on its recorded
     split with its saved config, ``overrides`` (keys of :data:`RESUMABLE`, e.g.
     ``train.steps=2000`` to train longer) applied on top. Under ``torchrun`` every rank trains
-    its shard of each batch; only rank 0 writes files.
+    its shard of each batch; only rank 0 writes files. With ``train.whiten`` set, the map is
+    fitted on the training classes once training ends and saved into the checkpoint evaluation
+    uses (:mod:`metriclab.training.whiten`); the returned model then holds that checkpoint.
     """
     if overrides and not resume:
         raise ValueError("train applies overrides only when resuming; put them in the config")

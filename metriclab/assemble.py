@@ -129,6 +129,10 @@ def build_model(config: Config, in_channels: int, pretrained: bool = True) -> Si
         mean=declared.mean,
         std=declared.std,
     )
+    if config.train.whiten != "none":
+        # Present from the start (inactive, so training is unchanged) so every checkpoint of
+        # the run has the same state keys; training fits it at the end (train.whiten).
+        embedding_net.attach_whitening(config.train.whiten_from, config.train.whiten_dim)
     distance = build_distance(config.model.distance, config.model.dim, config.model.distance_init)
     siamese = SiameseNet(embedding_net, distance)
     comparator = _comparator(config)

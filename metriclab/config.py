@@ -24,6 +24,7 @@ from metriclab.distances import DISTANCES
 from metriclab.evaluation.episodes import SCORERS
 from metriclab.models.backbones import check_backbone_name
 from metriclab.models.comparators import COMPARATORS
+from metriclab.models.whitening import WHITEN_SOURCES, WHITENINGS
 from metriclab.optim import OPTIMIZERS, SCHEDULES
 from metriclab.precision import check_precision
 from metriclab.registry import Registry
@@ -131,6 +132,13 @@ class TrainConfig:
     ``head_lr_scale`` multiplies ``lr`` for everything but the backbone (the embedding head, loss
     proxies and class weights, a learned distance); ``freeze_backbone_steps`` leaves the backbone
     unchanged for the first steps, so a new head settles on pretrained features first.
+
+    ``whiten`` (``none``, ``center``, ``wccn``, ``lda``, ``pca``: :mod:`metriclab.models.whitening`)
+    fits a fixed linear map on the training classes' vectors once training ends and appends it
+    to the embedder in the evaluated checkpoint, so evaluation, indexes, export and bundles use
+    it unchanged; ``whiten_shrinkage`` (in [0, 1]) shrinks its covariance toward the identity;
+    ``whiten_from`` reads the ``embedding`` or the ``backbone`` features (the head then goes
+    unused and the output has ``whiten_dim`` entries, 0 meaning all of the backbone's).
     """
 
     objective: str = "siamese"
@@ -169,6 +177,10 @@ class TrainConfig:
     patience: int = 0
     log_every: int = 10
     threads: int = 0
+    whiten: str = "none"
+    whiten_shrinkage: float = 0.5
+    whiten_from: str = "embedding"
+    whiten_dim: int = 0
 
 
 @dataclass
@@ -304,10 +316,13 @@ class Config:
             "eval.scorer": (self.eval.scorer, SCORERS),
             "eval.tta_views": (self.eval.tta_views, TTA_VIEWS),
             "model.comparator": (self.model.comparator, ["none", *COMPARATORS.names()]),
+            "train.whiten": (self.train.whiten, ["none", *WHITENINGS.names()]),
+            "train.whiten_from": (self.train.whiten_from, WHITEN_SOURCES),
         }
         for key, (value, names) in choices.items():
             if value not in names:
                 raise _unknown_choice(key, value, names)
+        self._check_whitening()
         if init is not None and not DISTANCES.get(self.model.distance).learned:
             learned = ", ".join(name for name, cls in DISTANCES.items() if cls.learned)
             raise ConfigError(
@@ -324,6 +339,30 @@ class Config:
         except ValueError as failure:
             raise ConfigError(str(failure)) from None
         return self
+
+    def _check_whitening(self) -> None:
+        train = self.train
+        if not 0.0 <= train.whiten_shrinkage <= 1.0:
+            raise ConfigError(
+                f"train.whiten_shrinkage must lie in [0, 1], got {train.whiten_shrinkage}"
+            )
+        if train.whiten_dim < 0:
+            raise ConfigError(
+                f"train.whiten_dim must be 0 (all) or positive, got {train.whiten_dim}"
+            )
+        if train.whiten_from == "embedding" and train.whiten_dim not in (0, self.model.dim):
+            raise ConfigError(
+                f"train.whiten_dim={train.whiten_dim} applies to train.whiten_from=backbone; a map "
+                f"of the embedding keeps model.dim={self.model.dim} outputs: drop train.whiten_dim"
+            )
+        if train.whiten == "none" or train.whiten_from != "backbone":
+            return
+        if DISTANCES.get(self.model.distance).learned or self.model.comparator != "none":
+            raise ConfigError(
+                "train.whiten_from=backbone changes the embedding size, which a learned "
+                f"model.distance ({self.model.distance}) or model.comparator is built for; "
+                "use train.whiten_from=embedding"
+            )
 
 
 def _precision_from_amp(train: TrainConfig) -> None:

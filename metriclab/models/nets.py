@@ -10,6 +10,7 @@ from torch import nn
 
 from metriclab.distances import Distance
 from metriclab.models.backbones import output_features
+from metriclab.models.whitening import WHITEN_SOURCES, Whitening
 
 
 class EmbeddingNet(nn.Module):
@@ -27,6 +28,11 @@ class EmbeddingNet(nn.Module):
             Krizhevsky et al. 2012); both or neither. Kept as buffers so every path that feeds
             this net (training, embedding, TorchScript/ONNX export, the bundle runtime) normalises
             alike; without them no buffer exists and state dicts are as before.
+
+    :meth:`attach_whitening` appends a fixed linear map fitted after training
+    (:mod:`metriclab.models.whitening`): once fitted, ``forward`` returns the map of the
+    embedding (or of the backbone's features, bypassing the head), re-normalised when
+    ``normalize`` is on; until then it changes nothing.
 
     ``forward``: ``(B, C, H, W)`` float in [0, 1] → ``(B, D)``, with ``H = W = image_size``: a
     backbone that pools globally would accept other sizes, but its features would then describe
@@ -61,7 +67,29 @@ class EmbeddingNet(nn.Module):
         self.dim = dim
         self.normalize = normalize
         self.sigmoid = sigmoid
-        self.head = nn.Linear(output_features(backbone, in_channels, image_size), dim)
+        self.feature_size = output_features(backbone, in_channels, image_size)
+        self.head = nn.Linear(self.feature_size, dim)
+        self.whitening: Whitening | None = None
+        self.whiten_from = "embedding"
+
+    def attach_whitening(self, source: str = "embedding", out_features: int = 0) -> Whitening:
+        """Append an (inactive) :class:`Whitening` reading ``source`` (``embedding``: the
+        ``(B, D)`` embedding; ``backbone``: the ``(B, F)`` backbone features) and giving
+        ``out_features`` outputs (0: as many as it reads); returns it for fitting."""
+        if source not in WHITEN_SOURCES:
+            raise ValueError(
+                f"unknown whitening source {source!r}; choose one of {', '.join(WHITEN_SOURCES)}"
+            )
+        size = self.dim if source == "embedding" else self.feature_size
+        self.whitening = Whitening(size, out_features or size)
+        self.whiten_from = source
+        return self.whitening
+
+    def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` → the ``(B, F)`` flattened backbone output the head reads."""
+        if self.input_mean is not None and self.input_std is not None:
+            images = (images - self.input_mean) / self.input_std
+        return self.backbone(images).flatten(1)
 
     def check_images(self, images: torch.Tensor) -> None:
         """Raise naming the fix when ``images`` are not what this net was built for."""
@@ -91,11 +119,21 @@ class EmbeddingNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_tracing():  # a trace (export) records shapes, not Python checks
             self.check_images(images)
-        if self.input_mean is not None and self.input_std is not None:
-            images = (images - self.input_mean) / self.input_std
-        embeddings = self.head(self.backbone(images).flatten(1))
+        features = self.backbone_features(images)
+        whitening = self.whitening if self.whitening is not None and self.whitening.active else None
+        if whitening is not None and self.whiten_from == "backbone":
+            embeddings = whitening(features)
+            return F.normalize(embeddings, dim=-1) if self.normalize else embeddings
+        embeddings = self.head(features)
         if self.sigmoid:
             embeddings = torch.sigmoid(embeddings)
+        if self.normalize:
+            embeddings = F.normalize(embeddings, dim=-1)
+        if whitening is None:
+            return embeddings
+        # The map is fitted on what the trained net gave (unit vectors when it normalises);
+        # its output is re-normalised so cosine distances stay what the run's distance expects.
+        embeddings = whitening(embeddings)
         return F.normalize(embeddings, dim=-1) if self.normalize else embeddings
 
 

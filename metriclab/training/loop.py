@@ -44,6 +44,7 @@ from metriclab.training.distributed import World, init_from_environment, shutdow
 from metriclab.training.metrics_log import MetricsLog, read_metrics
 from metriclab.training.objectives import Objective, build_objective
 from metriclab.training.warmup import warmed_up, warmup_factor
+from metriclab.training.whiten import whiten_run
 
 CONFIG = "config.yaml"
 #: The files ``data.skip_bad`` left out, one path a line, in the run folder.
@@ -224,6 +225,9 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
+        whitening = self.model.embedding_net.whitening
+        if whitening is not None:  # a finished run's fitted map: training goes on without it
+            whitening.reset()
         self.step = int(state["step"])
         self.state = Progress(**state["progress"])
 
@@ -408,7 +412,9 @@ def train(
     A new run records its class split in ``split.json``. A resumed run trains on its recorded
     split with its saved config, ``overrides`` (keys of :data:`RESUMABLE`, e.g.
     ``train.steps=2000`` to train longer) applied on top. Under ``torchrun`` every rank trains
-    its shard of each batch; only rank 0 writes files.
+    its shard of each batch; only rank 0 writes files. With ``train.whiten`` set, the map is
+    fitted on the training classes once training ends and saved into the checkpoint evaluation
+    uses (:mod:`metriclab.training.whiten`); the returned model then holds that checkpoint.
     """
     if overrides and not resume:
         raise ValueError("train applies overrides only when resuming; put them in the config")
@@ -448,6 +454,8 @@ def train(
         if world.is_main and trainer.skipped:
             write_text(run_dir / SKIPPED, "".join(f"{origin}\n" for origin in trainer.skipped))
         model = trainer.run()
+        if world.is_main and config.train.whiten != "none":
+            whiten_run(model, run_dir, trainer.train_data, config)
         if world.is_main:
             plot_curves(read_metrics(run_dir / "metrics.csv"), run_dir / "curves.png", config.name)
     finally:

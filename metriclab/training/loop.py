@@ -25,6 +25,7 @@ from metriclab.config import (
     save_config,
 )
 from metriclab.data import EpisodeSet, LabeledImages
+from metriclab.data.augment import with_new_classes
 from metriclab.evaluation import embed, evaluate_episodes
 from metriclab.evaluation.episodes import SCORERS
 from metriclab.models import SiameseNet
@@ -167,11 +168,14 @@ class Trainer:
         #: The class split this run trains on, written to ``split.json``.
         self.split = data.split
         self.val_data = data.validation
-        self.train_data = training_classes(data.fit, config)
+        augment = build_augment(config)
+        # An augmentation may add training classes (recombined pen strokes); rotations and
+        # mirror images then copy them too.
+        self.train_data = training_classes(with_new_classes(augment, data.fit), config)
         torch.manual_seed(config.train.seed)
         self.model = build_model(config, self.train_data.channels).to(config.train.device)
         self.objective = build_objective(
-            config, self.train_data, self.model.distance, build_augment(config), self.world
+            config, self.train_data, self.model.distance, augment, self.world
         ).to(config.train.device)
         self.step_loss: nn.Module = StepLoss(self.model, self.objective)
         # One module's parameters() lists a shared parameter once: a loss may hold the model's

@@ -29,6 +29,7 @@ from metriclab.data.augment import AUGMENTATIONS, KochAffine, affine_matrices
 from metriclab.data.images import LabeledImages
 from metriclab.data.render import OMNIGLOT_FRAME, OMNIGLOT_PEN, PackedStrokes, render
 from metriclab.data.stroke_classes import recombination_table, recombined
+from metriclab.data.stroke_maps import CHANNELS, WEIGHTED, class_copy_points, stroke_maps
 from metriclab.data.strokes import Drawing, omniglot_strokes, resample_drawing
 
 
@@ -229,6 +230,10 @@ class StrokeAugmentation:
             :meth:`new_classes` before rotations and mirror images as classes; 0 adds none.
         recombined_seed: the seed of the recombined classes' table.
         recombined_cut: the range of the ink share at which the two characters are joined.
+        auxiliary: the weight of an auxiliary training target (0: none): a head on the
+            backbone's feature map predicts each item's :mod:`~metriclab.data.stroke_maps`
+            (stroke starts, drawing order, pen direction) from its own unperturbed strokes,
+            turned as its class copy is (:meth:`auxiliary_targets`); training only.
 
     Nothing here holds random state: every draw comes from the generator passed in. Call
     ``augment(images, generator, item_ids)`` with uint8 ``(B, C, H, W)`` square images
@@ -236,6 +241,8 @@ class StrokeAugmentation:
     """
 
     reads_items: ClassVar[bool] = True
+    #: The auxiliary targets' channels (:data:`~metriclab.data.stroke_maps.CHANNELS`).
+    auxiliary_channels: ClassVar[int] = len(CHANNELS)
 
     def __init__(
         self,
@@ -249,6 +256,7 @@ class StrokeAugmentation:
         recombined: int = 0,
         recombined_seed: int = 0,
         recombined_cut: tuple[float, float] = (0.35, 0.65),
+        auxiliary: float = 0.0,
     ) -> None:
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must lie in [0, 1], got {p}")
@@ -263,6 +271,14 @@ class StrokeAugmentation:
                 "recombined classes need the pen strokes: set data.augment_params.strokes to the "
                 "stroke zips or folders"
             )
+        if not (math.isfinite(auxiliary) and auxiliary >= 0):
+            raise ValueError(f"auxiliary must be a loss weight ≥ 0, got {auxiliary}")
+        if auxiliary and not strokes:
+            raise ValueError(
+                "an auxiliary stroke target needs the pen strokes: set "
+                "data.augment_params.strokes to the stroke zips or folders"
+            )
+        self.auxiliary = float(auxiliary)
         self.strokes, self.spacing = list(strokes or []), spacing
         self._bank: StrokeBank | None = None
         #: The source ids :meth:`for_items` read, and the recombined items' drawings.
@@ -313,6 +329,29 @@ class StrokeAugmentation:
         self._made = made
         self._bank = StrokeBank({**self._drawings, **made}, self.spacing)
         return joined
+
+    def auxiliary_targets(
+        self, item_ids: Sequence[str], side: int
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+        """Targets ``(B, 5, side, side)`` (:func:`~metriclab.data.stroke_maps.stroke_maps` of each
+        item's own drawing, rotated and mirrored as its ``@rot``/``@mirror`` suffixes say), which
+        items have a drawing ``(B,)`` bool, and the channels weighted by ink."""
+        bank = self.bank
+        targets = torch.zeros(len(item_ids), len(CHANNELS), side, side)
+        if bank is None:
+            return targets, torch.zeros(len(item_ids), dtype=torch.bool), WEIGHTED
+        copies = [class_copy(item) for item in item_ids]
+        rows = torch.tensor([bank.row.get(source, -1) for source, _, _ in copies])
+        known = rows >= 0
+        chosen = torch.nonzero(known).flatten()
+        if len(chosen):
+            packed = bank.gather(rows[chosen])
+            owner = packed.drawing[packed.stroke]
+            turns = torch.tensor([copies[i][1] for i in chosen.tolist()])[owner]
+            mirrored = torch.tensor([copies[i][2] for i in chosen.tolist()])[owner]
+            moved = class_copy_points(packed.points, turns, mirrored, self.jitter.frame)
+            targets[chosen] = stroke_maps(packed.with_points(moved), side, self.jitter.frame)
+        return targets, known, WEIGHTED
 
     def __call__(
         self,

@@ -28,7 +28,13 @@ import torch
 from metriclab.data.augment import AUGMENTATIONS, KochAffine, affine_matrices
 from metriclab.data.images import LabeledImages
 from metriclab.data.render import OMNIGLOT_FRAME, OMNIGLOT_PEN, PackedStrokes, render
-from metriclab.data.stroke_classes import recombination_table, recombined
+from metriclab.data.stroke_classes import (
+    MIN_EXEMPLARS,
+    PARTS,
+    Exemplars,
+    recombination_table,
+    recombined,
+)
 from metriclab.data.stroke_maps import CHANNELS, WEIGHTED, class_copy_points, stroke_maps
 from metriclab.data.strokes import Drawing, omniglot_strokes, resample_drawing
 
@@ -229,7 +235,10 @@ class StrokeAugmentation:
             another's of the same alphabet, exemplar ``j`` from drawer ``j``), added by
             :meth:`new_classes` before rotations and mirror images as classes; 0 adds none.
         recombined_seed: the seed of the recombined classes' table.
-        recombined_cut: the range of the ink share at which the two characters are joined.
+        recombined_cut: the range of the share (of the ink, or of the strokes) at which the two
+            characters are joined.
+        recombined_parts: ``"strokes"`` (cut between whole strokes, drawers with the usual
+            stroke counts only) or ``"ink"`` (cut at an ink share, every drawer).
         auxiliary: the weight of an auxiliary training target (0: none): a head on the
             backbone's feature map predicts each item's :mod:`~metriclab.data.stroke_maps`
             (stroke starts, drawing order, pen direction) from its own unperturbed strokes,
@@ -256,6 +265,7 @@ class StrokeAugmentation:
         recombined: int = 0,
         recombined_seed: int = 0,
         recombined_cut: tuple[float, float] = (0.35, 0.65),
+        recombined_parts: str = "strokes",
         auxiliary: float = 0.0,
     ) -> None:
         if not 0.0 <= p <= 1.0:
@@ -287,6 +297,11 @@ class StrokeAugmentation:
         self._drawings: dict[str, Drawing] = {}
         self.recombined, self.recombined_seed = int(recombined), int(recombined_seed)
         self.recombined_cut = (float(recombined_cut[0]), float(recombined_cut[1]))
+        if recombined_parts not in PARTS:
+            raise ValueError(
+                f"recombined_parts must be one of {sorted(PARTS)}, got {recombined_parts!r}"
+            )
+        self.recombined_parts = recombined_parts
         self.jitter = StrokeJitter(strength=strength)
         self.p, self.pen_width = p, pen_width
         self.warp = KochAffine() if affine else None
@@ -320,12 +335,15 @@ class StrokeAugmentation:
         if not self.recombined:
             return data
         self.for_items(data.item_ids)
+        exemplars = Exemplars(data, self._drawings, self.recombined_parts)
         table = recombination_table(
-            data.labels, data.groups, self.recombined, self.recombined_seed, self.recombined_cut
-        )
+            data.labels, data.groups, self.recombined, self.recombined_seed, self.recombined_cut,
+            accept=lambda recipe: len(exemplars.pairs(recipe)) >= MIN_EXEMPLARS,
+        )  # fmt: skip
         joined, made = recombined(
-            data, self._drawings, table, self.pen_width, self.jitter.frame, self.spacing
-        )
+            data, self._drawings, table, self.pen_width, self.jitter.frame, self.spacing,
+            self.recombined_parts,
+        )  # fmt: skip
         self._made = made
         self._bank = StrokeBank({**self._drawings, **made}, self.spacing)
         return joined

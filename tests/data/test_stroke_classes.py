@@ -16,10 +16,13 @@ from metriclab.data.images import LabeledImages
 from metriclab.data.render import render_drawings
 from metriclab.data.stroke_augment import StrokeAugmentation
 from metriclab.data.stroke_classes import (
+    Exemplars,
+    Recipe,
     ink_parts,
     recombination_table,
     recombined,
     recombined_drawings,
+    stroke_parts,
 )
 from metriclab.data.strokes import Drawing, resample_drawing
 from tests.data.synthetic import item_ids, write_zip
@@ -58,6 +61,44 @@ def test_a_dot_gives_its_point_to_both_parts() -> None:
     head, tail = ink_parts(dot, 0.5)
     assert np.array_equal(head.strokes[0], dot.strokes[0])
     assert np.array_equal(tail.strokes[0], dot.strokes[0])
+
+
+def test_stroke_parts_cut_between_whole_strokes() -> None:
+    four = drawing(2, strokes=4)
+    head, tail = stroke_parts(four, 0.5)
+    assert head.strokes == four.strokes[:2] and tail.strokes == four.strokes[2:]
+    head, tail = stroke_parts(four, 0.1)  # at least one stroke on each side
+    assert head.strokes == four.strokes[:1] and tail.strokes == four.strokes
+    one = drawing(3, strokes=1)
+    assert stroke_parts(one, 0.5) == (one, one)
+
+
+def test_stroke_exemplars_keep_drawers_with_the_usual_stroke_counts() -> None:
+    """Class 0's drawers use 2, 2, 3 strokes and class 1's 1, 1, 1: only drawers 0 and 1 fit."""
+    data, _ = tiny()
+    counts = {0: (2, 2, 3), 1: (1, 1, 1), 2: (2, 2, 2), 3: (3, 3, 3)}
+    drawings = {
+        item: drawing(n, strokes=counts[n // 3][n % 3]) for n, item in enumerate(data.item_ids)
+    }
+    by_stroke = Exemplars(data, drawings, "strokes")
+    assert by_stroke.typical == {0: 2, 1: 1, 2: 2, 3: 3}
+    assert by_stroke.pairs(Recipe(0, 1, 0.5)) == [
+        ("G0/c0/00.png", "G0/c1/00.png"), ("G0/c0/01.png", "G0/c1/01.png"),
+    ]  # fmt: skip
+    assert len(Exemplars(data, drawings, "ink").pairs(Recipe(0, 1, 0.5))) == 3
+    # A table that asks for three exemplars skips the pairs with fewer.
+    enough = lambda r: len(by_stroke.pairs(r)) >= 3  # noqa: E731
+    table = recombination_table(data.labels, data.groups, 1, seed=0, accept=enough)
+    assert [(r.first, r.second) for r in table] in ([(2, 3)], [(3, 2)])
+    with pytest.raises(ValueError, match="only 2 pairs of training classes have enough"):
+        recombination_table(data.labels, data.groups, 3, seed=0, accept=enough)
+    made = recombined_drawings(data, drawings, [Recipe(0, 1, 0.5)], parts="strokes")
+    assert len(made) == 2
+    first = made["G0/recombined0000/00"][1]
+    # Head: the first of c0's two strokes; tail: c1's single stroke (kept whole).
+    assert first.strokes == drawings["G0/c0/00.png"].strokes[:1] + drawings["G0/c1/00.png"].strokes
+    with pytest.raises(ValueError, match="parts must be one of"):
+        Exemplars(data, drawings, "halves")
 
 
 def test_the_class_table_is_seeded_distinct_and_within_groups() -> None:

@@ -7,6 +7,7 @@ mirror suffixes as the ``omniglot-strokes`` recipe draws them): the median time 
 * ``data.augment: strokes`` at ``p`` = 0.25, 0.5 and 1 (share of items re-drawn from perturbed
   strokes: gather, perturb, render, rotate/mirror; the rest get the affine),
 * the bare training step it feeds: ``conv4_nopool`` forward + backward + Adam on 128 images,
+* the auxiliary target's stroke maps of the batch (``data.augment_params.auxiliary``),
 
 and each augmentation's share of (augmentation + step). One torch thread unless ``--threads``.
 
@@ -68,6 +69,9 @@ def main() -> int:
         augment.p = p
         seconds = median_seconds(lambda: augment(batch, generator, ids), args.repeats, True)
         rows.append((f"strokes, p = {p}", seconds))
+    # The auxiliary target's maps (data.augment_params.auxiliary) on conv4_nopool's 3 × 3 map.
+    maps = median_seconds(lambda: augment.auxiliary_targets(ids, 3), args.repeats, True)
+    rows.append(("auxiliary stroke maps, 3 × 3 (targets only)", maps))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"torch {torch.__version__}, {args.threads} thread(s), {platform.processor() or platform.machine()}, "

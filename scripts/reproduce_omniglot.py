@@ -32,7 +32,13 @@ import torch
 from metriclab.config import resolve_config
 from metriclab.training import evaluate_run, train
 
-CONFIGS = ("omniglot-protonet", "omniglot-triplet", "omniglot-koch", "omniglot-strokes")
+CONFIGS = (
+    "omniglot-protonet",
+    "omniglot-triplet",
+    "omniglot-koch",
+    "omniglot-strokes",
+    "omniglot-strokes-aux",
+)
 SETS = ("omniglot-latin-korean-20way-1shot", "omniglot-latin-korean-5way-1shot")
 #: The model-selection split: the held-out alphabets are never loaded; two training alphabets
 #: play their part.

@@ -315,6 +315,19 @@ def prepare_for_items(augment: Augmentation | None, item_ids: Sequence[str]) -> 
         prepare(item_ids)
 
 
+def with_new_classes(augment: Augmentation | None, data: LabeledImages) -> LabeledImages:
+    """The training classes ``data`` plus those the augmentation makes, when it makes any.
+
+    An augmentation may define ``new_classes(data) -> LabeledImages`` (e.g. characters
+    recombined from the training items' pen strokes): it returns ``data`` with classes appended,
+    built from ``data``'s items alone. Training calls it on the training split before rotations
+    and mirror images as classes, so those copy the new classes too; any other augmentation
+    leaves ``data`` as it is.
+    """
+    make = getattr(augment, "new_classes", None)
+    return data if make is None else make(data)
+
+
 def augment_items(
     augment: Augmentation, images: torch.Tensor, generator: torch.Generator,
     item_ids: Callable[[], Sequence[str]],

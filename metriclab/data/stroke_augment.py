@@ -26,7 +26,16 @@ from typing import ClassVar
 import torch
 
 from metriclab.data.augment import AUGMENTATIONS, KochAffine, affine_matrices
+from metriclab.data.images import LabeledImages
 from metriclab.data.render import OMNIGLOT_FRAME, OMNIGLOT_PEN, PackedStrokes, render
+from metriclab.data.stroke_classes import (
+    MIN_EXEMPLARS,
+    PARTS,
+    Exemplars,
+    recombination_table,
+    recombined,
+)
+from metriclab.data.stroke_maps import CHANNELS, WEIGHTED, class_copy_points, stroke_maps
 from metriclab.data.strokes import Drawing, omniglot_strokes, resample_drawing
 
 
@@ -221,6 +230,19 @@ class StrokeAugmentation:
         affine: warp the items that are not re-drawn (:class:`~metriclab.data.augment.KochAffine`).
         affine_redrawn: warp the re-drawn items too, after drawing: stroke jitter then adds
             stroke-level variation on top of the image-level augmentation every item gets.
+        recombined: this many new training classes recombined from the training items' strokes
+            (:mod:`metriclab.data.stroke_classes`: head of one character's ink, tail of
+            another's of the same alphabet, exemplar ``j`` from drawer ``j``), added by
+            :meth:`new_classes` before rotations and mirror images as classes; 0 adds none.
+        recombined_seed: the seed of the recombined classes' table.
+        recombined_cut: the range of the share (of the ink, or of the strokes) at which the two
+            characters are joined.
+        recombined_parts: ``"strokes"`` (cut between whole strokes, drawers with the usual
+            stroke counts only) or ``"ink"`` (cut at an ink share, every drawer).
+        auxiliary: the weight of an auxiliary training target (0: none): a head on the
+            backbone's feature map predicts each item's :mod:`~metriclab.data.stroke_maps`
+            (stroke starts, drawing order, pen direction) from its own unperturbed strokes,
+            turned as its class copy is (:meth:`auxiliary_targets`); training only.
 
     Nothing here holds random state: every draw comes from the generator passed in. Call
     ``augment(images, generator, item_ids)`` with uint8 ``(B, C, H, W)`` square images
@@ -228,6 +250,8 @@ class StrokeAugmentation:
     """
 
     reads_items: ClassVar[bool] = True
+    #: The auxiliary targets' channels (:data:`~metriclab.data.stroke_maps.CHANNELS`).
+    auxiliary_channels: ClassVar[int] = len(CHANNELS)
 
     def __init__(
         self,
@@ -238,6 +262,11 @@ class StrokeAugmentation:
         spacing: float = 2.0,
         affine: bool = True,
         affine_redrawn: bool = False,
+        recombined: int = 0,
+        recombined_seed: int = 0,
+        recombined_cut: tuple[float, float] = (0.35, 0.65),
+        recombined_parts: str = "strokes",
+        auxiliary: float = 0.0,
     ) -> None:
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must lie in [0, 1], got {p}")
@@ -245,8 +274,34 @@ class StrokeAugmentation:
             raise ValueError(f"pen_width must be a positive number of pixels, got {pen_width}")
         if isinstance(strokes, str):
             strokes = [strokes]
+        if recombined < 0:
+            raise ValueError(f"recombined must be a number of classes ≥ 0, got {recombined}")
+        if recombined and not strokes:
+            raise ValueError(
+                "recombined classes need the pen strokes: set data.augment_params.strokes to the "
+                "stroke zips or folders"
+            )
+        if not (math.isfinite(auxiliary) and auxiliary >= 0):
+            raise ValueError(f"auxiliary must be a loss weight ≥ 0, got {auxiliary}")
+        if auxiliary and not strokes:
+            raise ValueError(
+                "an auxiliary stroke target needs the pen strokes: set "
+                "data.augment_params.strokes to the stroke zips or folders"
+            )
+        self.auxiliary = float(auxiliary)
         self.strokes, self.spacing = list(strokes or []), spacing
         self._bank: StrokeBank | None = None
+        #: The source ids :meth:`for_items` read, and the recombined items' drawings.
+        self._sources: set[str] | None = None
+        self._made: dict[str, Drawing] = {}
+        self._drawings: dict[str, Drawing] = {}
+        self.recombined, self.recombined_seed = int(recombined), int(recombined_seed)
+        self.recombined_cut = (float(recombined_cut[0]), float(recombined_cut[1]))
+        if recombined_parts not in PARTS:
+            raise ValueError(
+                f"recombined_parts must be one of {sorted(PARTS)}, got {recombined_parts!r}"
+            )
+        self.recombined_parts = recombined_parts
         self.jitter = StrokeJitter(strength=strength)
         self.p, self.pen_width = p, pen_width
         self.warp = KochAffine() if affine else None
@@ -263,9 +318,58 @@ class StrokeAugmentation:
     def for_items(self, item_ids: Sequence[str]) -> None:
         """Read only the drawings of ``item_ids`` (the training items, class copies included):
         training then never parses, let alone sees, a held-out item's strokes."""
-        if self.strokes:
-            sources = {class_copy(item)[0] for item in item_ids}
-            self._bank = StrokeBank.load(self.strokes, self.spacing, items=sources)
+        if not self.strokes:
+            return
+        sources = {class_copy(item)[0] for item in item_ids} - set(self._made)
+        if sources == self._sources:
+            return  # already read (new_classes read them first)
+        drawings = omniglot_strokes(self.strokes, items=sources)
+        self._sources, self._made = sources, {}
+        self._drawings = drawings
+        self._bank = StrokeBank(drawings, self.spacing)
+
+    def new_classes(self, data: LabeledImages) -> LabeledImages:
+        """``data`` (the training split) plus ``recombined`` classes made from its items' strokes
+        alone (:func:`~metriclab.data.stroke_classes.recombined`); their drawings join the bank,
+        so ``p`` re-draws them like real items."""
+        if not self.recombined:
+            return data
+        self.for_items(data.item_ids)
+        exemplars = Exemplars(data, self._drawings, self.recombined_parts)
+        table = recombination_table(
+            data.labels, data.groups, self.recombined, self.recombined_seed, self.recombined_cut,
+            accept=lambda recipe: len(exemplars.pairs(recipe)) >= MIN_EXEMPLARS,
+        )  # fmt: skip
+        joined, made = recombined(
+            data, self._drawings, table, self.pen_width, self.jitter.frame, self.spacing,
+            self.recombined_parts,
+        )  # fmt: skip
+        self._made = made
+        self._bank = StrokeBank({**self._drawings, **made}, self.spacing)
+        return joined
+
+    def auxiliary_targets(
+        self, item_ids: Sequence[str], side: int
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+        """Targets ``(B, 5, side, side)`` (:func:`~metriclab.data.stroke_maps.stroke_maps` of each
+        item's own drawing, rotated and mirrored as its ``@rot``/``@mirror`` suffixes say), which
+        items have a drawing ``(B,)`` bool, and the channels weighted by ink."""
+        bank = self.bank
+        targets = torch.zeros(len(item_ids), len(CHANNELS), side, side)
+        if bank is None:
+            return targets, torch.zeros(len(item_ids), dtype=torch.bool), WEIGHTED
+        copies = [class_copy(item) for item in item_ids]
+        rows = torch.tensor([bank.row.get(source, -1) for source, _, _ in copies])
+        known = rows >= 0
+        chosen = torch.nonzero(known).flatten()
+        if len(chosen):
+            packed = bank.gather(rows[chosen])
+            owner = packed.drawing[packed.stroke]
+            turns = torch.tensor([copies[i][1] for i in chosen.tolist()])[owner]
+            mirrored = torch.tensor([copies[i][2] for i in chosen.tolist()])[owner]
+            moved = class_copy_points(packed.points, turns, mirrored, self.jitter.frame)
+            targets[chosen] = stroke_maps(packed.with_points(moved), side, self.jitter.frame)
+        return targets, known, WEIGHTED
 
     def __call__(
         self,

@@ -25,6 +25,7 @@ from metriclab.config import (
     save_config,
 )
 from metriclab.data import EpisodeSet, LabeledImages
+from metriclab.data.augment import with_new_classes
 from metriclab.evaluation import embed, evaluate_episodes
 from metriclab.evaluation.episodes import SCORERS
 from metriclab.models import SiameseNet
@@ -32,6 +33,7 @@ from metriclab.optim import length_is_fixed
 from metriclab.plots import plot_curves
 from metriclab.precision import autocast, grad_scaler
 from metriclab.runs import SPLIT, RecordedSplit, split_data
+from metriclab.training.auxiliary import auxiliary_head
 from metriclab.training.builders import (
     build_augment,
     build_model,
@@ -142,7 +144,8 @@ class StepLoss(nn.Module):
     def forward(self, step: int, phase: int = 0) -> tuple[torch.Tensor, int]:
         if phase:
             return self.objective.phase_loss(self.model, step, phase)
-        return self.objective.loss(self.model, step)
+        loss, images = self.objective.loss(self.model, step)
+        return loss + self.objective.auxiliary_loss(), images
 
 
 class Trainer:
@@ -168,12 +171,19 @@ class Trainer:
         #: The class split this run trains on, written to ``split.json``.
         self.split = data.split
         self.val_data = data.validation
-        self.train_data = training_classes(data.fit, config)
+        augment = build_augment(config)
+        # An augmentation may add training classes (recombined pen strokes); rotations and
+        # mirror images then copy them too.
+        self.train_data = training_classes(with_new_classes(augment, data.fit), config)
         torch.manual_seed(config.train.seed)
         self.model = build_model(config, self.train_data.channels).to(config.train.device)
         self.objective = build_objective(
-            config, self.train_data, self.model.distance, build_augment(config), self.world
+            config, self.train_data, self.model.distance, augment, self.world
         ).to(config.train.device)
+        # Registered on the objective, so checkpoints keep it and the model stays images-only.
+        self.objective.auxiliary = auxiliary_head(augment, self.model.embedding_net)
+        if self.objective.auxiliary is not None:
+            self.objective.auxiliary.to(config.train.device)
         self.step_loss: nn.Module = StepLoss(self.model, self.objective)
         # One module's parameters() lists a shared parameter once: a loss may hold the model's
         # own distance (WeightedL1), which must not be stepped twice.

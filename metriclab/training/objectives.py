@@ -32,6 +32,7 @@ from metriclab.losses.base import describe
 from metriclab.losses.registry import loss_declaration
 from metriclab.models import SiameseNet
 from metriclab.registry import Registry
+from metriclab.training.auxiliary import AuxiliaryHead
 from metriclab.training.distributed import World
 
 #: uint8 batch ``(B, C, H, W)`` and a generator → augmented uint8 batch of the same shape.
@@ -74,6 +75,10 @@ class Objective(nn.Module):
         self.augment = setup.augment
         prepare_for_items(self.augment, self.data.item_ids)
         self.world = setup.world
+        #: A training-only head on the backbone's feature map (:mod:`metriclab.training.auxiliary`),
+        #: set by the trainer when the augmentation offers auxiliary targets; ``None`` otherwise.
+        self.auxiliary: AuxiliaryHead | None = None
+        self._auxiliary_items: list[str] = []
 
     def embed(
         self, model: SiameseNet, positions: np.ndarray, rng: np.random.Generator
@@ -92,7 +97,15 @@ class Objective(nn.Module):
             )
         local = torch.from_numpy(self.world.shard(np.arange(len(positions))))
         inputs = to_float(batch[local]).to(self.device, non_blocking=True)
+        if self.auxiliary is not None:  # the items whose maps the head's next loss predicts
+            self._auxiliary_items = [self.data.item_ids[positions[i]] for i in local.tolist()]
         return self.world.gather(model.embedding_net(inputs))
+
+    def auxiliary_loss(self) -> torch.Tensor | float:
+        """The auxiliary head's weighted loss on the batch embedded last (0 without a head)."""
+        if self.auxiliary is None:
+            return 0.0
+        return self.auxiliary.loss(self._auxiliary_items)
 
     def scaled(self, loss: torch.Tensor) -> torch.Tensor:
         """``loss`` unchanged; kept so objectives written against it still work.

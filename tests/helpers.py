@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
 import torch
 
-from metriclab.data import LabeledImages
+from metriclab.data import Drawing, LabeledImages
 
 
 def tiny_images(
@@ -20,3 +24,14 @@ def tiny_images(
         item_ids=tuple(f"tiny:{i}" for i in range(n)),
         description="tiny",
     )
+
+
+def write_stroke_zip(archive: Path, ids: list[str], drawing: Callable[[int], Drawing]) -> None:
+    """An Omniglot stroke zip: item ``ids[n]`` (an image id ending in ``.png``) drawn as
+    ``drawing(n)``, y negated as in the originals, one ``strokes/<id>.txt`` per item."""
+    with zipfile.ZipFile(archive, "w") as out:
+        for n, item in enumerate(ids):
+            lines = ["START"]
+            for stroke in drawing(n).strokes:
+                lines += [f"{x},{-y},0" for x, y in stroke] + ["BREAK"]
+            out.writestr(f"strokes/{item[:-4]}.txt", "\n".join(lines) + "\n")

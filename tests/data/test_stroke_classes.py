@@ -3,7 +3,6 @@ training discipline (only the training split's drawings are read)."""
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from metriclab.data.stroke_classes import (
 )
 from metriclab.data.strokes import Drawing, resample_drawing
 from tests.data.synthetic import item_ids, write_zip
+from tests.helpers import write_stroke_zip
 
 
 def path_length(drawing: Drawing) -> float:
@@ -164,26 +164,20 @@ def test_recombined_classes_join_drawer_j_of_both_characters() -> None:
     assert recombined(data, drawings, [])[0].num_classes == data.num_classes
 
 
-def write_strokes(archive: Path, ids: list[str]) -> None:
-    with zipfile.ZipFile(archive, "w") as out:
-        for n, item in enumerate(ids):
-            lines = ["START"]
-            for stroke in drawing(n).strokes:
-                lines += [f"{x},{-y},0" for x, y in stroke] + ["BREAK"]
-            out.writestr(f"strokes/{item[:-4]}.txt", "\n".join(lines) + "\n")
+def _omniglot_with_strokes(tmp_path: Path, overrides: list[str]):
+    """A config of a synthetic Omniglot zip (Gamma held out) whose items have pen strokes in
+    ``tmp_path / "strokes.zip"``."""
+    write_stroke_zip(tmp_path / "strokes.zip", item_ids(), drawing)
+    write_zip(tmp_path / "images.zip", "images")
+    common = [
+        "data.name=omniglot", f"data.path=[{tmp_path / 'images.zip'}]", "data.size=20",
+        "data.test_groups=[Gamma]", "eval.n_way=2",
+    ]  # fmt: skip
+    return resolve_config(None, [*common, *overrides])
 
 
 def test_new_classes_read_only_the_training_items(tmp_path: Path) -> None:
-    ids = item_ids()
-    write_strokes(tmp_path / "strokes.zip", ids)
-    write_zip(tmp_path / "images.zip", "images")
-    config = resolve_config(
-        None,
-        [
-            "data.name=omniglot", f"data.path=[{tmp_path / 'images.zip'}]", "data.size=20",
-            "data.test_groups=[Gamma]", "eval.n_way=2",
-        ],
-    )  # fmt: skip
+    config = _omniglot_with_strokes(tmp_path, [])
     from metriclab.assemble import build_data
 
     train, _ = build_data(config)
@@ -213,20 +207,16 @@ def test_new_classes_read_only_the_training_items(tmp_path: Path) -> None:
 def test_training_with_recombined_classes_through_the_config(tmp_path: Path) -> None:
     from metriclab.training.loop import Trainer
 
-    ids = item_ids()
-    write_strokes(tmp_path / "strokes.zip", ids)
-    write_zip(tmp_path / "images.zip", "images")
-    config = resolve_config(
-        None,
+    config = _omniglot_with_strokes(
+        tmp_path,
         [
-            "data.name=omniglot", f"data.path=[{tmp_path / 'images.zip'}]", "data.size=20",
-            "data.test_groups=[Gamma]", "data.rotations=[90]", "data.augment=strokes",
+            "data.rotations=[90]", "data.augment=strokes",
             f"data.augment_params.strokes=[{tmp_path / 'strokes.zip'}]",
             "data.augment_params.p=0.5", "data.augment_params.recombined=4",
             "train.objective=triplet", "train.loss=triplet", "train.classes_per_batch=3",
             "train.samples_per_class=2", "train.steps=2", "train.checkpoint_every=2",
             "model.backbone=conv4", "model.dim=8", "model.distance=l2", "train.threads=1",
-            "eval.n_way=2", "eval.episodes=5", "eval.pairs=10",
+            "eval.episodes=5", "eval.pairs=10",
         ],
     )  # fmt: skip
     trainer = Trainer(config, tmp_path / "run", progress=False)

@@ -3,7 +3,6 @@ on top, and wired into training through data.augment / data.augment_params."""
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,21 +21,13 @@ from metriclab.data.stroke_augment import (
 )
 from metriclab.data.strokes import Drawing, resample_drawing
 from tests.data.synthetic import item_ids, write_zip
+from tests.helpers import write_stroke_zip
 
 
 def shape(seed: int) -> Drawing:
     """A seeded two-stroke drawing inside the 105-pixel frame."""
     rng = np.random.default_rng(seed)
     return Drawing(tuple(rng.uniform(25, 80, size=(5, 2)).astype(np.float32) for _ in range(2)))
-
-
-def write_strokes(archive: Path, ids: list[str]) -> None:
-    with zipfile.ZipFile(archive, "w") as out:
-        for n, item in enumerate(ids):
-            lines = ["START"]
-            for stroke in shape(n).strokes:
-                lines += [f"{x},{-y},0" for x, y in stroke] + ["BREAK"]
-            out.writestr(f"strokes/{item[:-4]}.txt", "\n".join(lines) + "\n")
 
 
 def test_bank_gathers_drawings_in_the_order_asked() -> None:
@@ -113,7 +104,7 @@ def test_class_copy_reads_rotation_and_mirror_suffixes() -> None:
 @pytest.fixture
 def stroke_zip(tmp_path: Path) -> tuple[Path, list[str]]:
     ids = item_ids()
-    write_strokes(tmp_path / "strokes.zip", ids)
+    write_stroke_zip(tmp_path / "strokes.zip", ids, shape)
     return tmp_path / "strokes.zip", ids
 
 

@@ -215,6 +215,20 @@ def _as_copies(images: torch.Tensor, copies: Sequence[tuple[int, bool]]) -> torc
     return out
 
 
+def _cut_range(value: object) -> tuple[float, float]:
+    """``recombined_cut`` as ``(low, high)`` with 0 < low ≤ high < 1, or one sentence saying so."""
+    try:
+        low, high = (float(x) for x in value)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        low = high = math.nan
+    if not 0 < low <= high < 1:
+        raise ValueError(
+            f"recombined_cut must be two shares [low, high] with 0 < low ≤ high < 1, got {value!r}; "
+            "e.g. data.augment_params.recombined_cut=[0.35,0.65]"
+        )
+    return low, high
+
+
 class StrokeAugmentation:
     """``data.augment: strokes``: share ``p`` of a batch re-drawn from perturbed strokes.
 
@@ -296,7 +310,7 @@ class StrokeAugmentation:
         self._made: dict[str, Drawing] = {}
         self._drawings: dict[str, Drawing] = {}
         self.recombined, self.recombined_seed = int(recombined), int(recombined_seed)
-        self.recombined_cut = (float(recombined_cut[0]), float(recombined_cut[1]))
+        self.recombined_cut = _cut_range(recombined_cut)
         if recombined_parts not in PARTS:
             raise ValueError(
                 f"recombined_parts must be one of {sorted(PARTS)}, got {recombined_parts!r}"

@@ -202,6 +202,11 @@ def test_new_classes_read_only_the_training_items(tmp_path: Path) -> None:
     assert with_new_classes(StrokeAugmentation([str(tmp_path / "strokes.zip")]), train) is train
     with pytest.raises(ValueError, match="recombined classes need the pen strokes"):
         StrokeAugmentation(recombined=3)
+    # A cut range that is not two shares in (0, 1) is one sentence, not a TypeError.
+    for bad in (0.5, [0.7, 0.3], [0, 0.5], "a,b"):
+        with pytest.raises(ValueError, match="recombined_cut must be two shares"):
+            StrokeAugmentation(recombined_cut=bad)
+    assert StrokeAugmentation(recombined_cut=[0.4, 0.6]).recombined_cut == (0.4, 0.6)
 
 
 def test_training_with_recombined_classes_through_the_config(tmp_path: Path) -> None:

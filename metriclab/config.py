@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -139,6 +140,13 @@ class TrainConfig:
     it unchanged; ``whiten_shrinkage`` (in [0, 1]) shrinks its covariance toward the identity;
     ``whiten_from`` reads the ``embedding`` or the ``backbone`` features (the head then goes
     unused and the output has ``whiten_dim`` entries, 0 meaning all of the backbone's).
+
+    ``extra_loss`` (``none`` by default) adds a second loss over the same batch, weighted by
+    ``extra_loss_weight`` and built from ``extra_loss_params``: one that takes a labelled batch
+    of embeddings (``triplet``, ``contrastive``, ``pml:<Name>``) or owns class weights
+    (``camri``, ``pml:ArcFaceLoss``), e.g. a pair term beside a margin classifier
+    (:mod:`metriclab.training.extra_loss`). It reads the embeddings and labels of whatever batch
+    ``objective`` draws, so any objective can carry it.
     """
 
     objective: str = "siamese"
@@ -181,6 +189,9 @@ class TrainConfig:
     whiten_shrinkage: float = 0.5
     whiten_from: str = "embedding"
     whiten_dim: int = 0
+    extra_loss: str = "none"
+    extra_loss_params: dict[str, Any] = field(default_factory=dict)
+    extra_loss_weight: float = 1.0
 
 
 @dataclass
@@ -323,6 +334,7 @@ class Config:
             if value not in names:
                 raise _unknown_choice(key, value, names)
         self._check_whitening()
+        self._check_extra_loss()
         if init is not None and not DISTANCES.get(self.model.distance).learned:
             learned = ", ".join(name for name, cls in DISTANCES.items() if cls.learned)
             raise ConfigError(
@@ -339,6 +351,21 @@ class Config:
         except ValueError as failure:
             raise ConfigError(str(failure)) from None
         return self
+
+    def _check_extra_loss(self) -> None:
+        train = self.train
+        if train.extra_loss == "none":
+            if train.extra_loss_params:
+                raise ConfigError(
+                    "train.extra_loss_params is set but train.extra_loss is none; name the loss "
+                    "(e.g. train.extra_loss=triplet) or drop the parameters"
+                )
+            return
+        if not (math.isfinite(train.extra_loss_weight) and train.extra_loss_weight > 0):
+            raise ConfigError(
+                "train.extra_loss_weight must be a positive number, got "
+                f"{train.extra_loss_weight}; use train.extra_loss=none to drop the term"
+            )
 
     def _check_whitening(self) -> None:
         train = self.train

@@ -76,9 +76,11 @@ class Registry(Generic[T]):
         except (KeyError, TypeError):
             raise self.unknown(name) from None
 
-    def unknown(self, name: object, extra: str = "") -> UnknownName:
-        """The error for an unknown ``name`` (``extra`` adds other valid spellings)."""
-        where = f" for {self.key}" if self.key else ""
+    def unknown(self, name: object, extra: str = "", key: str | None = None) -> UnknownName:
+        """The error for an unknown ``name`` (``extra`` adds other valid spellings; ``key``
+        names another config key that takes this registry's names)."""
+        key = key or self.key
+        where = f" for {key}" if key else ""
         close = difflib.get_close_matches(str(name), list(self._entries), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return UnknownName(

@@ -21,7 +21,7 @@ from metriclab.distances import Distance, build_distance, to_pml
 
 # Importing the loss modules registers their losses (each next to its class).
 from metriclab.losses import hard_mining, margin, pair, triplet  # noqa: F401
-from metriclab.losses.base import LOSSES
+from metriclab.losses.base import LOSSES, TrainerValue
 from metriclab.losses.classification import OHEM
 from metriclab.losses.contract import Declaration, declaration_of, signature
 
@@ -60,6 +60,17 @@ def loss_declaration(name: str) -> Declaration:
     :func:`~metriclab.losses.contract.declaration_of`.
     """
     return declaration_of(loss_class(name))
+
+
+def filled_params(
+    name: str, params: Mapping[str, Any], values: Mapping[TrainerValue, Any]
+) -> dict[str, Any]:
+    """``params`` of the loss ``name`` plus the trainer's ``values`` for the constructor
+    parameters it declares in ``fills`` and ``params`` leaves unset (the config wins)."""
+    filled = dict(params)
+    for parameter, value in loss_declaration(name).fills.items():
+        filled.setdefault(parameter, values[value])
+    return filled
 
 
 def build_miner(name: str, params: Mapping[str, Any] | None = None) -> nn.Module:

@@ -145,7 +145,7 @@ class StepLoss(nn.Module):
         if phase:
             return self.objective.phase_loss(self.model, step, phase)
         loss, images = self.objective.loss(self.model, step)
-        return loss + self.objective.auxiliary_loss(), images
+        return loss + self.objective.auxiliary_loss() + self.objective.extra_loss(), images
 
 
 class Trainer:

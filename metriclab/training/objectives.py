@@ -29,11 +29,12 @@ from metriclab.data.streaming import pixels
 from metriclab.distances import Distance
 from metriclab.losses import LossInput, TrainerValue, build_loss, build_miner, declaration_of
 from metriclab.losses.base import describe
-from metriclab.losses.registry import loss_declaration
+from metriclab.losses.registry import filled_params, loss_declaration
 from metriclab.models import SiameseNet
 from metriclab.registry import Registry
 from metriclab.training.auxiliary import AuxiliaryHead
 from metriclab.training.distributed import World
+from metriclab.training.extra_loss import ExtraLoss, build_extra_loss
 
 #: uint8 batch ``(B, C, H, W)`` and a generator → augmented uint8 batch of the same shape.
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -79,6 +80,9 @@ class Objective(nn.Module):
         #: set by the trainer when the augmentation offers auxiliary targets; ``None`` otherwise.
         self.auxiliary: AuxiliaryHead | None = None
         self._auxiliary_items: list[str] = []
+        #: ``train.extra_loss`` over each step's embedded batch, set by :func:`build_objective`
+        #: (after the objective's own loss, so that loss's initial weights stay as they were).
+        self.extra: ExtraLoss | None = None
 
     def embed(
         self, model: SiameseNet, positions: np.ndarray, rng: np.random.Generator
@@ -99,13 +103,23 @@ class Objective(nn.Module):
         inputs = to_float(batch[local]).to(self.device, non_blocking=True)
         if self.auxiliary is not None:  # the items whose maps the head's next loss predicts
             self._auxiliary_items = [self.data.item_ids[positions[i]] for i in local.tolist()]
-        return self.world.gather(model.embedding_net(inputs))
+        embeddings = self.world.gather(model.embedding_net(inputs))
+        if self.extra is not None:
+            labels = self.data.labels[torch.from_numpy(positions)].to(self.device)
+            self.extra.keep(embeddings, labels)
+        return embeddings
 
     def auxiliary_loss(self) -> torch.Tensor | float:
         """The auxiliary head's weighted loss on the batch embedded last (0 without a head)."""
         if self.auxiliary is None:
             return 0.0
         return self.auxiliary.loss(self._auxiliary_items)
+
+    def extra_loss(self) -> torch.Tensor | float:
+        """``train.extra_loss``, weighted, on the batch embedded last (0 without one)."""
+        if self.extra is None:
+            return 0.0
+        return self.extra()
 
     def scaled(self, loss: torch.Tensor) -> torch.Tensor:
         """``loss`` unchanged; kept so objectives written against it still work.
@@ -325,16 +339,19 @@ def configured_loss(setup: Setup) -> nn.Module:
     number of training classes, ``model.dim`` and the model's distance (so a learned metric,
     WeightedL1, trains through a distance-taking loss).
     """
-    config = setup.config
-    trainer_values: dict[TrainerValue, Any] = {
+    train = setup.config.train
+    return build_loss(
+        train.loss, filled_params(train.loss, train.loss_params, trainer_values(setup))
+    )
+
+
+def trainer_values(setup: Setup) -> dict[TrainerValue, Any]:
+    """What the trainer knows that a loss's constructor may need (:class:`TrainerValue`)."""
+    return {
         TrainerValue.NUM_CLASSES: setup.data.num_classes,
-        TrainerValue.EMBEDDING_DIM: config.model.dim,
+        TrainerValue.EMBEDDING_DIM: setup.config.model.dim,
         TrainerValue.DISTANCE: setup.distance,
     }
-    params = dict(config.train.loss_params)
-    for parameter, value in loss_declaration(config.train.loss).fills.items():
-        params.setdefault(parameter, trainer_values[value])
-    return build_loss(config.train.loss, params)
 
 
 def consumed_by(loss: nn.Module) -> frozenset[LossInput]:
@@ -385,4 +402,7 @@ def build_objective(
             f"{data.description or config.data.name} has none"
         )
     kind = OBJECTIVES.get(config.train.objective)
-    return kind(Setup(data, config, augment, world or World(), distance))
+    setup = Setup(data, config, augment, world or World(), distance)
+    objective = kind(setup)
+    objective.extra = build_extra_loss(config.train, trainer_values(setup))
+    return objective

@@ -1,0 +1,162 @@
+"""train.extra_loss: a second, weighted loss over the batch the objective embedded."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pytorch_metric_learning import losses as pml_losses
+
+from metriclab import checkpoints
+from metriclab.cli import main
+from metriclab.config import ConfigError, resolve_config
+from metriclab.data import LabeledImages, to_float
+from metriclab.data.streaming import pixels
+from metriclab.losses import TripletLoss
+from metriclab.training import build_model, build_objective, train
+from metriclab.training.builders import build_data
+from metriclab.training.loop import StepLoss
+
+SMALL = [
+    "train.batch_size=12",
+    "train.classes_per_batch=4",
+    "train.samples_per_class=3",
+    "train.log_every=1",
+    "eval.episodes=10",
+    "eval.pairs=50",
+]
+
+
+@pytest.fixture(scope="module")
+def digits_train() -> LabeledImages:
+    return build_data(resolve_config(None, []))[0]
+
+
+def _spied(objective) -> list[np.ndarray]:
+    """Positions the objective embeds, recorded as it draws them."""
+    seen: list[np.ndarray] = []
+    embed = objective.embed
+
+    def spy(model, positions, rng):
+        seen.append(positions.copy())
+        return embed(model, positions, rng)
+
+    objective.embed = spy
+    return seen
+
+
+def _reference_batch(model, data: LabeledImages, positions: np.ndarray):
+    """Embeddings and labels of ``positions`` computed apart from the objective (no augment)."""
+    images = to_float(pixels(data.images[torch.from_numpy(positions)]))
+    return model.embedding_net(images), data.labels[torch.from_numpy(positions)]
+
+
+@pytest.mark.parametrize(
+    ("objective", "loss"),
+    [("siamese", "verification"), ("triplet", "triplet"), ("classifier", "cross_entropy")],
+)
+def test_the_total_is_the_objectives_loss_plus_the_weighted_extra_on_the_same_batch(
+    digits_train: LabeledImages, objective: str, loss: str
+) -> None:
+    weight = 0.3
+    config = resolve_config(
+        None,
+        [
+            *SMALL,
+            f"train.objective={objective}",
+            f"train.loss={loss}",
+            "train.extra_loss=pml:ArcFaceLoss",
+            f"train.extra_loss_weight={weight}",
+            "train.extra_loss_params={margin: 20, scale: 16}",
+        ],
+    )
+    torch.manual_seed(0)
+    model = build_model(config, digits_train.channels)
+    built = build_objective(config, digits_train, model.distance)
+    seen = _spied(built)
+    total, _ = StepLoss(model, built)(step=3)
+    own, _ = built.loss(model, step=3)  # the same step draws the same batch again
+    assert len(seen) == 2 and np.array_equal(seen[0], seen[1])
+
+    # Independent reference: PML's ArcFace with the extra term's class weights, on embeddings
+    # recomputed from the recorded positions.
+    reference = pml_losses.ArcFaceLoss(
+        num_classes=digits_train.num_classes, embedding_size=config.model.dim, margin=20, scale=16
+    )
+    reference.load_state_dict(built.extra.criterion.state_dict())
+    embeddings, labels = _reference_batch(model, digits_train, seen[0])
+    expected = own + weight * reference(embeddings, labels)
+    torch.testing.assert_close(total, expected, rtol=1e-5, atol=1e-6)
+    assert float((total - own).detach()) > 0
+
+
+def test_a_labelled_batch_loss_beside_a_margin_classifier(digits_train: LabeledImages) -> None:
+    """The faces pairing: ArcFace as train.loss, a batch-hard triplet term beside it."""
+    config = resolve_config(
+        None,
+        [
+            *SMALL,
+            "train.objective=classifier",
+            "train.loss=pml:ArcFaceLoss",
+            "train.extra_loss=triplet",
+            "train.extra_loss_params={margin: 0.3}",
+            "train.extra_loss_weight=2",
+        ],
+    )
+    torch.manual_seed(1)
+    model = build_model(config, digits_train.channels)
+    built = build_objective(config, digits_train, model.distance)
+    seen = _spied(built)
+    total, _ = StepLoss(model, built)(step=0)
+    own, _ = built.loss(model, step=0)
+    embeddings, labels = _reference_batch(model, digits_train, seen[0])
+    # The trainer fills the loss's distance with the model's (a learned weighted L1 by default).
+    reference = TripletLoss(margin=0.3, distance=model.distance)
+    expected = own + 2 * reference(embeddings, labels)
+    torch.testing.assert_close(total, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_extra_terms_weights_train_checkpoint_and_resume(tmp_path: Path) -> None:
+    overrides = [
+        *SMALL,
+        "train.objective=triplet",
+        "train.loss=triplet",
+        "train.extra_loss=pml:ArcFaceLoss",
+        "train.checkpoint_every=2",
+        "train.keep_last=5",
+    ]
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    train(resolve_config(None, [*overrides, "train.steps=4"]), whole, progress=False)
+    train(resolve_config(None, [*overrides, "train.steps=2"]), broken, progress=False)
+    assert main(["train", "--no-progress", "--resume", str(broken), "train.steps=4"]) == 0
+
+    start = checkpoints.load(checkpoints.step_path(whole, 2))["objective"]["extra.criterion.W"]
+    end = checkpoints.load(checkpoints.step_path(whole, 4))["objective"]["extra.criterion.W"]
+    resumed = checkpoints.load(checkpoints.step_path(broken, 4))["objective"]["extra.criterion.W"]
+    assert not torch.equal(start, end), "the optimiser does not step the extra term's weights"
+    assert torch.equal(end, resumed), "a resumed run does not continue the extra term exactly"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["train.extra_loss=verification"], r"train.extra_loss=verification consumes .*triplet"),
+        (["train.extra_loss=tripplet"], r"for train.extra_loss \(did you mean 'triplet'\?\)"),
+        (["train.extra_loss=triplet", "train.extra_loss_weight=0"], "extra_loss_weight"),
+        (["train.extra_loss=triplet", "train.extra_loss_weight=nan"], "extra_loss_weight"),
+        (["train.extra_loss_params={margin: 0.2}"], "train.extra_loss is none"),
+    ],
+)
+def test_bad_extra_losses_are_one_sentence(
+    digits_train: LabeledImages, overrides: list[str], match: str
+) -> None:
+    with pytest.raises((ConfigError, ValueError), match=match):
+        config = resolve_config(None, [*SMALL, *overrides])
+        build_objective(config, digits_train, build_model(config, 1).distance)
+
+
+def test_the_cli_names_the_extra_loss_it_cannot_feed(tmp_path: Path, capsys) -> None:
+    args = ["train", "--no-progress", "--run-dir", str(tmp_path / "run")]
+    assert main([*args, "train.extra_loss=verification", "train.steps=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: train.extra_loss=verification") and "Traceback" not in err

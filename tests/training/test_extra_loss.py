@@ -32,23 +32,28 @@ def digits_train() -> LabeledImages:
     return build_data(resolve_config(None, []))[0]
 
 
-def _spied(objective) -> list[np.ndarray]:
-    """Positions the objective embeds, recorded as it draws them."""
+def _one_step(data: LabeledImages, overrides: list[str], step: int):
+    """The model, its objective, the step's total loss, the objective's own loss alone, and the
+    embeddings and labels of the batch the objective drew, recomputed apart from it (no
+    augmentation in these configs)."""
+    config = resolve_config(None, [*SMALL, *overrides])
+    torch.manual_seed(0)
+    model = build_model(config, data.channels)
+    built = build_objective(config, data, model.distance)
     seen: list[np.ndarray] = []
-    embed = objective.embed
+    embed = built.embed
 
-    def spy(model, positions, rng):
+    def spy(model, positions, rng):  # records the positions the objective embeds
         seen.append(positions.copy())
         return embed(model, positions, rng)
 
-    objective.embed = spy
-    return seen
-
-
-def _reference_batch(model, data: LabeledImages, positions: np.ndarray):
-    """Embeddings and labels of ``positions`` computed apart from the objective (no augment)."""
-    images = to_float(pixels(data.images[torch.from_numpy(positions)]))
-    return model.embedding_net(images), data.labels[torch.from_numpy(positions)]
+    built.embed = spy
+    total, _ = StepLoss(model, built)(step=step)
+    own, _ = built.loss(model, step=step)  # the same step draws the same batch again
+    assert len(seen) == 2 and np.array_equal(seen[0], seen[1])
+    positions = torch.from_numpy(seen[0])
+    embeddings = model.embedding_net(to_float(pixels(data.images[positions])))
+    return model, built, total, own, (embeddings, data.labels[positions])
 
 
 @pytest.mark.parametrize(
@@ -58,62 +63,38 @@ def _reference_batch(model, data: LabeledImages, positions: np.ndarray):
 def test_the_total_is_the_objectives_loss_plus_the_weighted_extra_on_the_same_batch(
     digits_train: LabeledImages, objective: str, loss: str
 ) -> None:
-    weight = 0.3
-    config = resolve_config(
-        None,
-        [
-            *SMALL,
-            f"train.objective={objective}",
-            f"train.loss={loss}",
-            "train.extra_loss=pml:ArcFaceLoss",
-            f"train.extra_loss_weight={weight}",
-            "train.extra_loss_params={margin: 20, scale: 16}",
-        ],
-    )
-    torch.manual_seed(0)
-    model = build_model(config, digits_train.channels)
-    built = build_objective(config, digits_train, model.distance)
-    seen = _spied(built)
-    total, _ = StepLoss(model, built)(step=3)
-    own, _ = built.loss(model, step=3)  # the same step draws the same batch again
-    assert len(seen) == 2 and np.array_equal(seen[0], seen[1])
-
-    # Independent reference: PML's ArcFace with the extra term's class weights, on embeddings
-    # recomputed from the recorded positions.
+    extra = [
+        "train.extra_loss=pml:ArcFaceLoss",
+        "train.extra_loss_weight=0.3",
+        "train.extra_loss_params={margin: 20, scale: 16}",
+    ]
+    overrides = [f"train.objective={objective}", f"train.loss={loss}", *extra]
+    model, built, total, own, batch = _one_step(digits_train, overrides, step=3)
+    # Independent reference: PML's ArcFace with the extra term's class weights.
     reference = pml_losses.ArcFaceLoss(
-        num_classes=digits_train.num_classes, embedding_size=config.model.dim, margin=20, scale=16
+        num_classes=digits_train.num_classes,
+        embedding_size=model.embedding_net.dim,
+        margin=20,
+        scale=16,
     )
     reference.load_state_dict(built.extra.criterion.state_dict())
-    embeddings, labels = _reference_batch(model, digits_train, seen[0])
-    expected = own + weight * reference(embeddings, labels)
-    torch.testing.assert_close(total, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(total, own + 0.3 * reference(*batch), rtol=1e-5, atol=1e-6)
     assert float((total - own).detach()) > 0
 
 
 def test_a_labelled_batch_loss_beside_a_margin_classifier(digits_train: LabeledImages) -> None:
     """The faces pairing: ArcFace as train.loss, a batch-hard triplet term beside it."""
-    config = resolve_config(
-        None,
-        [
-            *SMALL,
-            "train.objective=classifier",
-            "train.loss=pml:ArcFaceLoss",
-            "train.extra_loss=triplet",
-            "train.extra_loss_params={margin: 0.3}",
-            "train.extra_loss_weight=2",
-        ],
-    )
-    torch.manual_seed(1)
-    model = build_model(config, digits_train.channels)
-    built = build_objective(config, digits_train, model.distance)
-    seen = _spied(built)
-    total, _ = StepLoss(model, built)(step=0)
-    own, _ = built.loss(model, step=0)
-    embeddings, labels = _reference_batch(model, digits_train, seen[0])
+    overrides = [
+        "train.objective=classifier",
+        "train.loss=pml:ArcFaceLoss",
+        "train.extra_loss=triplet",
+        "train.extra_loss_params={margin: 0.3}",
+        "train.extra_loss_weight=2",
+    ]
+    model, _, total, own, batch = _one_step(digits_train, overrides, step=0)
     # The trainer fills the loss's distance with the model's (a learned weighted L1 by default).
     reference = TripletLoss(margin=0.3, distance=model.distance)
-    expected = own + 2 * reference(embeddings, labels)
-    torch.testing.assert_close(total, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(total, own + 2 * reference(*batch), rtol=1e-5, atol=1e-6)
 
 
 def test_the_extra_terms_weights_train_checkpoint_and_resume(tmp_path: Path) -> None:

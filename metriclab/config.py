@@ -138,7 +138,10 @@ class TrainConfig:
     to the embedder in the evaluated checkpoint, so evaluation, indexes, export and bundles use
     it unchanged; ``whiten_shrinkage`` (in [0, 1]) shrinks its covariance toward the identity;
     ``whiten_from`` reads the ``embedding`` or the ``backbone`` features (the head then goes
-    unused and the output has ``whiten_dim`` entries, 0 meaning all of the backbone's).
+    unused and the output has ``whiten_dim`` entries, 0 meaning all of the backbone's);
+    ``whiten_layers`` (with ``whiten_from=backbone``) makes the map read the flattened outputs
+    of those modules of an ``nn.Sequential`` backbone, concatenated (1-based positions, e.g.
+    ``[3]``: Conv-4's third block), instead of the backbone's last output.
     """
 
     objective: str = "siamese"
@@ -181,6 +184,7 @@ class TrainConfig:
     whiten_shrinkage: float = 0.5
     whiten_from: str = "embedding"
     whiten_dim: int = 0
+    whiten_layers: list[int] | None = None
 
 
 @dataclass
@@ -354,6 +358,11 @@ class Config:
             raise ConfigError(
                 f"train.whiten_dim={train.whiten_dim} applies to train.whiten_from=backbone; a map "
                 f"of the embedding keeps model.dim={self.model.dim} outputs: drop train.whiten_dim"
+            )
+        if train.whiten_layers and (train.whiten == "none" or train.whiten_from != "backbone"):
+            raise ConfigError(
+                f"train.whiten_layers={train.whiten_layers} names backbone modules for the map to "
+                "read; set train.whiten (e.g. pca) and train.whiten_from=backbone, or drop it"
             )
         if train.whiten == "none" or train.whiten_from != "backbone":
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -32,7 +33,9 @@ class EmbeddingNet(nn.Module):
     :meth:`attach_whitening` appends a fixed linear map fitted after training
     (:mod:`metriclab.models.whitening`): once fitted, ``forward`` returns the map of the
     embedding (or of the backbone's features, bypassing the head), re-normalised when
-    ``normalize`` is on; until then it changes nothing.
+    ``normalize`` is on; until then it changes nothing. A map of the backbone may read the
+    outputs of chosen modules of an ``nn.Sequential`` backbone instead of its last output
+    (``layers``; :meth:`whitening_features`).
 
     ``forward``: ``(B, C, H, W)`` float in [0, 1] → ``(B, D)``, with ``H = W = image_size``: a
     backbone that pools globally would accept other sizes, but its features would then describe
@@ -71,19 +74,66 @@ class EmbeddingNet(nn.Module):
         self.head = nn.Linear(self.feature_size, dim)
         self.whitening: Whitening | None = None
         self.whiten_from = "embedding"
+        self.whiten_layers: tuple[int, ...] = ()
 
-    def attach_whitening(self, source: str = "embedding", out_features: int = 0) -> Whitening:
+    def attach_whitening(
+        self, source: str = "embedding", out_features: int = 0, layers: Sequence[int] = ()
+    ) -> Whitening:
         """Append an (inactive) :class:`Whitening` reading ``source`` (``embedding``: the
-        ``(B, D)`` embedding; ``backbone``: the ``(B, F)`` backbone features) and giving
+        ``(B, D)`` embedding; ``backbone``: the ``(B, F)`` backbone features, or with ``layers``
+        the outputs of those modules of the backbone, :meth:`whitening_features`) and giving
         ``out_features`` outputs (0: as many as it reads); returns it for fitting."""
         if source not in WHITEN_SOURCES:
             raise ValueError(
                 f"unknown whitening source {source!r}; choose one of {', '.join(WHITEN_SOURCES)}"
             )
-        size = self.dim if source == "embedding" else self.feature_size
+        if layers and source != "backbone":
+            raise ValueError(
+                f"whitening layers {tuple(layers)} are read from the backbone; attach the map "
+                "with source='backbone' (train.whiten_from=backbone)"
+            )
+        self.whiten_layers = _check_layers(self.backbone, layers)
+        if source == "embedding":
+            size = self.dim
+        elif not self.whiten_layers:
+            size = self.feature_size
+        else:
+            was_training = self.training
+            self.eval()  # batch norm on one zero image: running statistics, not batch ones
+            try:
+                with torch.no_grad():
+                    probe = torch.zeros(1, self.in_channels, self.image_size, self.image_size)
+                    size = int(self.whitening_features(probe).shape[1])
+            finally:
+                self.train(was_training)
         self.whitening = Whitening(size, out_features or size)
         self.whiten_from = source
         return self.whitening
+
+    def whitening_features(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` → the ``(B, F)`` vectors a backbone map reads: the backbone's output
+        (:meth:`backbone_features`), or with :attr:`whiten_layers` the flattened outputs of those
+        modules of the backbone (1-based positions in its ``nn.Sequential``), concatenated in
+        order; modules after the last one listed are not run.
+
+        Earlier layers keep where things are (Conv-4's third block: a 6 × 6 map at 48 px, its
+        last block 3 × 3) and have been shaped less by the few training classes, as hypercolumns
+        (Hariharan et al. 2015) and multi-layer descriptors (Babenko & Lempitsky 2015, SPoC)
+        exploit for retrieval; on faces the third block's map whitened beats the last block's.
+        """
+        if not self.whiten_layers:
+            return self.backbone_features(images)
+        if self.input_mean is not None and self.input_std is not None:
+            images = (images - self.input_mean) / self.input_std
+        outputs = []
+        last = self.whiten_layers[-1]
+        for position, module in enumerate(self.backbone, start=1):
+            images = module(images)
+            if position in self.whiten_layers:
+                outputs.append(images.flatten(1))
+            if position == last:
+                break
+        return torch.cat(outputs, dim=1)
 
     def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` → the ``(B, F)`` flattened backbone output the head reads."""
@@ -119,12 +169,11 @@ class EmbeddingNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_tracing():  # a trace (export) records shapes, not Python checks
             self.check_images(images)
-        features = self.backbone_features(images)
         whitening = self.whitening if self.whitening is not None and self.whitening.active else None
         if whitening is not None and self.whiten_from == "backbone":
-            embeddings = whitening(features)
+            embeddings = whitening(self.whitening_features(images))
             return F.normalize(embeddings, dim=-1) if self.normalize else embeddings
-        embeddings = self.head(features)
+        embeddings = self.head(self.backbone_features(images))
         if self.sigmoid:
             embeddings = torch.sigmoid(embeddings)
         if self.normalize:
@@ -135,6 +184,27 @@ class EmbeddingNet(nn.Module):
         # its output is re-normalised so cosine distances stay what the run's distance expects.
         embeddings = whitening(embeddings)
         return F.normalize(embeddings, dim=-1) if self.normalize else embeddings
+
+
+def _check_layers(backbone: nn.Module, layers: Sequence[int]) -> tuple[int, ...]:
+    """``layers`` as a tuple after checking them against ``backbone``: an ``nn.Sequential``,
+    positions strictly increasing within ``1 … len(backbone)``; ``()`` passes for any backbone."""
+    chosen = tuple(int(position) for position in layers)
+    if not chosen:
+        return chosen
+    if not isinstance(backbone, nn.Sequential):
+        raise ValueError(
+            f"whitening layers {chosen} name modules of an nn.Sequential backbone, but this "
+            f"backbone is a {type(backbone).__name__}; drop train.whiten_layers or use conv4, "
+            "conv4_nopool, koch or resnet12"
+        )
+    increasing = all(a < b for a, b in itertools.pairwise(chosen))
+    if not (increasing and chosen[0] >= 1 and chosen[-1] <= len(backbone)):
+        raise ValueError(
+            f"whitening layers must be strictly increasing positions in 1..{len(backbone)} "
+            f"(the backbone's {len(backbone)} modules), got {list(chosen)}; fix train.whiten_layers"
+        )
+    return chosen
 
 
 def _channel_stats(

@@ -140,8 +140,9 @@ class TrainConfig:
     ``whiten_from`` reads the ``embedding`` or the ``backbone`` features (the head then goes
     unused and the output has ``whiten_dim`` entries, 0 meaning all of the backbone's);
     ``whiten_layers`` (with ``whiten_from=backbone``) makes the map read the flattened outputs
-    of those modules of an ``nn.Sequential`` backbone, concatenated (1-based positions, e.g.
-    ``[3]``: Conv-4's third block), instead of the backbone's last output.
+    of those modules of the backbone, concatenated, instead of its last output: names as in
+    ``backbone.named_modules()``, quoted in YAML (Conv-4: ``"2"`` is its third block, ``"3.2"``
+    its last block's ReLU, before the last max pool).
     """
 
     objective: str = "siamese"
@@ -184,7 +185,7 @@ class TrainConfig:
     whiten_shrinkage: float = 0.5
     whiten_from: str = "embedding"
     whiten_dim: int = 0
-    whiten_layers: list[int] | None = None
+    whiten_layers: list[str] | None = None
 
 
 @dataclass

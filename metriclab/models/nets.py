@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +33,8 @@ class EmbeddingNet(nn.Module):
     (:mod:`metriclab.models.whitening`): once fitted, ``forward`` returns the map of the
     embedding (or of the backbone's features, bypassing the head), re-normalised when
     ``normalize`` is on; until then it changes nothing. A map of the backbone may read the
-    outputs of chosen modules of an ``nn.Sequential`` backbone instead of its last output
-    (``layers``; :meth:`whitening_features`).
+    outputs of chosen modules of the backbone instead of its last output (``layers``;
+    :meth:`whitening_features`).
 
     ``forward``: ``(B, C, H, W)`` float in [0, 1] → ``(B, D)``, with ``H = W = image_size``: a
     backbone that pools globally would accept other sizes, but its features would then describe
@@ -74,10 +73,10 @@ class EmbeddingNet(nn.Module):
         self.head = nn.Linear(self.feature_size, dim)
         self.whitening: Whitening | None = None
         self.whiten_from = "embedding"
-        self.whiten_layers: tuple[int, ...] = ()
+        self.whiten_layers: tuple[str, ...] = ()
 
     def attach_whitening(
-        self, source: str = "embedding", out_features: int = 0, layers: Sequence[int] = ()
+        self, source: str = "embedding", out_features: int = 0, layers: Sequence[str] = ()
     ) -> Whitening:
         """Append an (inactive) :class:`Whitening` reading ``source`` (``embedding``: the
         ``(B, D)`` embedding; ``backbone``: the ``(B, F)`` backbone features, or with ``layers``
@@ -113,27 +112,35 @@ class EmbeddingNet(nn.Module):
     def whitening_features(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` → the ``(B, F)`` vectors a backbone map reads: the backbone's output
         (:meth:`backbone_features`), or with :attr:`whiten_layers` the flattened outputs of those
-        modules of the backbone (1-based positions in its ``nn.Sequential``), concatenated in
-        order; modules after the last one listed are not run.
+        modules of the backbone (names as in ``backbone.named_modules()``), concatenated in order.
 
-        Earlier layers keep where things are (Conv-4's third block: a 6 × 6 map at 48 px, its
-        last block 3 × 3) and have been shaped less by the few training classes, as hypercolumns
-        (Hariharan et al. 2015) and multi-layer descriptors (Babenko & Lempitsky 2015, SPoC)
-        exploit for retrieval; on faces the third block's map whitened beats the last block's.
+        Earlier layers keep where things are (at 48 px Conv-4's third block and its last block
+        before pooling give 6 × 6 maps, its output 3 × 3) and have been shaped less by the few
+        training classes, as hypercolumns (Hariharan et al. 2015) and retrieval descriptors
+        from inner layers (Babenko & Lempitsky 2015) exploit.
         """
         if not self.whiten_layers:
             return self.backbone_features(images)
         if self.input_mean is not None and self.input_std is not None:
             images = (images - self.input_mean) / self.input_std
-        outputs = []
-        last = self.whiten_layers[-1]
-        for position, module in enumerate(self.backbone, start=1):
-            images = module(images)
-            if position in self.whiten_layers:
-                outputs.append(images.flatten(1))
-            if position == last:
-                break
-        return torch.cat(outputs, dim=1)
+        captured: dict[str, list[torch.Tensor]] = {name: [] for name in self.whiten_layers}
+        modules = dict(self.backbone.named_modules())
+        handles = [
+            modules[name].register_forward_hook(_keep_output(captured[name]))
+            for name in self.whiten_layers
+        ]
+        try:
+            self.backbone(images)
+        finally:
+            for handle in handles:
+                handle.remove()
+        for name, outputs in captured.items():
+            if len(outputs) != 1:
+                raise ValueError(
+                    f"backbone module {name!r} ran {len(outputs)} times in one forward pass, so "
+                    "its output is ambiguous; whiten a module that runs once"
+                )
+        return torch.cat([captured[name][0] for name in self.whiten_layers], dim=1)
 
     def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` → the ``(B, F)`` flattened backbone output the head reads."""
@@ -186,25 +193,33 @@ class EmbeddingNet(nn.Module):
         return F.normalize(embeddings, dim=-1) if self.normalize else embeddings
 
 
-def _check_layers(backbone: nn.Module, layers: Sequence[int]) -> tuple[int, ...]:
-    """``layers`` as a tuple after checking them against ``backbone``: an ``nn.Sequential``,
-    positions strictly increasing within ``1 … len(backbone)``; ``()`` passes for any backbone."""
-    chosen = tuple(int(position) for position in layers)
-    if not chosen:
-        return chosen
-    if not isinstance(backbone, nn.Sequential):
+def _check_layers(backbone: nn.Module, layers: Sequence[str]) -> tuple[str, ...]:
+    """``layers`` as a tuple of module names after checking each names a distinct submodule of
+    ``backbone`` (as in ``backbone.named_modules()``); ``()`` passes for any backbone."""
+    chosen = tuple(str(name) for name in layers)
+    names = [name for name, _ in backbone.named_modules() if name]
+    for name in chosen:
+        if name not in names:
+            shown = ", ".join(names[:12]) + (", …" if len(names) > 12 else "")
+            raise ValueError(
+                f"whitening layer {name!r} is not a module of the backbone; fix "
+                f"train.whiten_layers with names from backbone.named_modules(): {shown}"
+            )
+    if len(set(chosen)) != len(chosen):
         raise ValueError(
-            f"whitening layers {chosen} name modules of an nn.Sequential backbone, but this "
-            f"backbone is a {type(backbone).__name__}; drop train.whiten_layers or use conv4, "
-            "conv4_nopool, koch or resnet12"
-        )
-    increasing = all(a < b for a, b in itertools.pairwise(chosen))
-    if not (increasing and chosen[0] >= 1 and chosen[-1] <= len(backbone)):
-        raise ValueError(
-            f"whitening layers must be strictly increasing positions in 1..{len(backbone)} "
-            f"(the backbone's {len(backbone)} modules), got {list(chosen)}; fix train.whiten_layers"
+            f"train.whiten_layers names a module twice: {list(chosen)}; list each once"
         )
     return chosen
+
+
+def _keep_output(store: list[torch.Tensor]) -> Callable[[nn.Module, object, torch.Tensor], None]:
+    """A forward hook appending the module's flattened ``(B, F)`` output to ``store``: a copy,
+    since a later in-place module (``ReLU(inplace=True)`` after a batch norm) would change it."""
+
+    def hook(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
+        store.append(output.flatten(1).clone())
+
+    return hook
 
 
 def _channel_stats(

@@ -132,7 +132,12 @@ def build_model(config: Config, in_channels: int, pretrained: bool = True) -> Si
     if config.train.whiten != "none":
         # Present from the start (inactive, so training is unchanged) so every checkpoint of
         # the run has the same state keys; training fits it at the end (train.whiten).
-        embedding_net.attach_whitening(config.train.whiten_from, config.train.whiten_dim)
+        try:  # layers that the backbone does not have are known only once it is built
+            embedding_net.attach_whitening(
+                config.train.whiten_from, config.train.whiten_dim, config.train.whiten_layers or ()
+            )
+        except ValueError as failure:
+            raise ConfigError(str(failure)) from None
     distance = build_distance(config.model.distance, config.model.dim, config.model.distance_init)
     siamese = SiameseNet(embedding_net, distance)
     comparator = _comparator(config)

@@ -139,7 +139,11 @@ class TrainConfig:
     to the embedder in the evaluated checkpoint, so evaluation, indexes, export and bundles use
     it unchanged; ``whiten_shrinkage`` (in [0, 1]) shrinks its covariance toward the identity;
     ``whiten_from`` reads the ``embedding`` or the ``backbone`` features (the head then goes
-    unused and the output has ``whiten_dim`` entries, 0 meaning all of the backbone's).
+    unused and the output has ``whiten_dim`` entries, 0 meaning all of the backbone's);
+    ``whiten_layers`` (with ``whiten_from=backbone``) makes the map read the flattened outputs
+    of those modules of the backbone, concatenated, instead of its last output: names as in
+    ``backbone.named_modules()``, quoted in YAML (Conv-4: ``"2"`` is its third block, ``"3.2"``
+    its last block's ReLU, before the last max pool).
 
     ``extra_loss`` (``none`` by default) adds a second loss over the same batch, weighted by
     ``extra_loss_weight`` and built from ``extra_loss_params``: one that takes a labelled batch
@@ -189,6 +193,7 @@ class TrainConfig:
     whiten_shrinkage: float = 0.5
     whiten_from: str = "embedding"
     whiten_dim: int = 0
+    whiten_layers: list[str] | None = None
     extra_loss: str = "none"
     extra_loss_params: dict[str, Any] = field(default_factory=dict)
     extra_loss_weight: float = 1.0
@@ -381,6 +386,11 @@ class Config:
             raise ConfigError(
                 f"train.whiten_dim={train.whiten_dim} applies to train.whiten_from=backbone; a map "
                 f"of the embedding keeps model.dim={self.model.dim} outputs: drop train.whiten_dim"
+            )
+        if train.whiten_layers and (train.whiten == "none" or train.whiten_from != "backbone"):
+            raise ConfigError(
+                f"train.whiten_layers={train.whiten_layers} names backbone modules for the map to "
+                "read; set train.whiten (e.g. pca) and train.whiten_from=backbone, or drop it"
             )
         if train.whiten == "none" or train.whiten_from != "backbone":
             return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +32,9 @@ class EmbeddingNet(nn.Module):
     :meth:`attach_whitening` appends a fixed linear map fitted after training
     (:mod:`metriclab.models.whitening`): once fitted, ``forward`` returns the map of the
     embedding (or of the backbone's features, bypassing the head), re-normalised when
-    ``normalize`` is on; until then it changes nothing.
+    ``normalize`` is on; until then it changes nothing. A map of the backbone may read the
+    outputs of chosen modules of the backbone instead of its last output (``layers``;
+    :meth:`whitening_features`).
 
     ``forward``: ``(B, C, H, W)`` float in [0, 1] → ``(B, D)``, with ``H = W = image_size``: a
     backbone that pools globally would accept other sizes, but its features would then describe
@@ -71,19 +73,74 @@ class EmbeddingNet(nn.Module):
         self.head = nn.Linear(self.feature_size, dim)
         self.whitening: Whitening | None = None
         self.whiten_from = "embedding"
+        self.whiten_layers: tuple[str, ...] = ()
 
-    def attach_whitening(self, source: str = "embedding", out_features: int = 0) -> Whitening:
+    def attach_whitening(
+        self, source: str = "embedding", out_features: int = 0, layers: Sequence[str] = ()
+    ) -> Whitening:
         """Append an (inactive) :class:`Whitening` reading ``source`` (``embedding``: the
-        ``(B, D)`` embedding; ``backbone``: the ``(B, F)`` backbone features) and giving
+        ``(B, D)`` embedding; ``backbone``: the ``(B, F)`` backbone features, or with ``layers``
+        the outputs of those modules of the backbone, :meth:`whitening_features`) and giving
         ``out_features`` outputs (0: as many as it reads); returns it for fitting."""
         if source not in WHITEN_SOURCES:
             raise ValueError(
                 f"unknown whitening source {source!r}; choose one of {', '.join(WHITEN_SOURCES)}"
             )
-        size = self.dim if source == "embedding" else self.feature_size
+        if layers and source != "backbone":
+            raise ValueError(
+                f"whitening layers {tuple(layers)} are read from the backbone; attach the map "
+                "with source='backbone' (train.whiten_from=backbone)"
+            )
+        self.whiten_layers = _check_layers(self.backbone, layers)
+        if source == "embedding":
+            size = self.dim
+        elif not self.whiten_layers:
+            size = self.feature_size
+        else:
+            was_training = self.training
+            self.eval()  # batch norm on one zero image: running statistics, not batch ones
+            try:
+                with torch.no_grad():
+                    probe = torch.zeros(1, self.in_channels, self.image_size, self.image_size)
+                    size = int(self.whitening_features(probe).shape[1])
+            finally:
+                self.train(was_training)
         self.whitening = Whitening(size, out_features or size)
         self.whiten_from = source
         return self.whitening
+
+    def whitening_features(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` → the ``(B, F)`` vectors a backbone map reads: the backbone's output
+        (:meth:`backbone_features`), or with :attr:`whiten_layers` the flattened outputs of those
+        modules of the backbone (names as in ``backbone.named_modules()``), concatenated in order.
+
+        Earlier layers keep where things are (at 48 px Conv-4's third block and its last block
+        before pooling give 6 × 6 maps, its output 3 × 3) and have been shaped less by the few
+        training classes, as hypercolumns (Hariharan et al. 2015) and retrieval descriptors
+        from inner layers (Babenko & Lempitsky 2015) exploit.
+        """
+        if not self.whiten_layers:
+            return self.backbone_features(images)
+        if self.input_mean is not None and self.input_std is not None:
+            images = (images - self.input_mean) / self.input_std
+        captured: dict[str, list[torch.Tensor]] = {name: [] for name in self.whiten_layers}
+        modules = dict(self.backbone.named_modules())
+        handles = [
+            modules[name].register_forward_hook(_keep_output(captured[name]))
+            for name in self.whiten_layers
+        ]
+        try:
+            self.backbone(images)
+        finally:
+            for handle in handles:
+                handle.remove()
+        for name, outputs in captured.items():
+            if len(outputs) != 1:
+                raise ValueError(
+                    f"backbone module {name!r} ran {len(outputs)} times in one forward pass, so "
+                    "its output is ambiguous; whiten a module that runs once"
+                )
+        return torch.cat([captured[name][0] for name in self.whiten_layers], dim=1)
 
     def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` → the ``(B, F)`` flattened backbone output the head reads."""
@@ -119,12 +176,11 @@ class EmbeddingNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_tracing():  # a trace (export) records shapes, not Python checks
             self.check_images(images)
-        features = self.backbone_features(images)
         whitening = self.whitening if self.whitening is not None and self.whitening.active else None
         if whitening is not None and self.whiten_from == "backbone":
-            embeddings = whitening(features)
+            embeddings = whitening(self.whitening_features(images))
             return F.normalize(embeddings, dim=-1) if self.normalize else embeddings
-        embeddings = self.head(features)
+        embeddings = self.head(self.backbone_features(images))
         if self.sigmoid:
             embeddings = torch.sigmoid(embeddings)
         if self.normalize:
@@ -135,6 +191,35 @@ class EmbeddingNet(nn.Module):
         # its output is re-normalised so cosine distances stay what the run's distance expects.
         embeddings = whitening(embeddings)
         return F.normalize(embeddings, dim=-1) if self.normalize else embeddings
+
+
+def _check_layers(backbone: nn.Module, layers: Sequence[str]) -> tuple[str, ...]:
+    """``layers`` as a tuple of module names after checking each names a distinct submodule of
+    ``backbone`` (as in ``backbone.named_modules()``); ``()`` passes for any backbone."""
+    chosen = tuple(str(name) for name in layers)
+    names = [name for name, _ in backbone.named_modules() if name]
+    for name in chosen:
+        if name not in names:
+            shown = ", ".join(names[:12]) + (", …" if len(names) > 12 else "")
+            raise ValueError(
+                f"whitening layer {name!r} is not a module of the backbone; fix "
+                f"train.whiten_layers with names from backbone.named_modules(): {shown}"
+            )
+    if len(set(chosen)) != len(chosen):
+        raise ValueError(
+            f"train.whiten_layers names a module twice: {list(chosen)}; list each once"
+        )
+    return chosen
+
+
+def _keep_output(store: list[torch.Tensor]) -> Callable[[nn.Module, object, torch.Tensor], None]:
+    """A forward hook appending the module's flattened ``(B, F)`` output to ``store``: a copy,
+    since a later in-place module (``ReLU(inplace=True)`` after a batch norm) would change it."""
+
+    def hook(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
+        store.append(output.flatten(1).clone())
+
+    return hook
 
 
 def _channel_stats(

@@ -28,14 +28,15 @@ WHITENING = "whitening.json"
 
 
 class _BackboneFeatures(nn.Module):
-    """``(B, C, H, W)`` → the net's ``(B, F)`` backbone features, so :func:`embed` can batch them."""
+    """``(B, C, H, W)`` → the ``(B, F)`` backbone features the net's map reads (its backbone's
+    output, or the modules ``train.whiten_layers`` names), so :func:`embed` can batch them."""
 
     def __init__(self, net: EmbeddingNet) -> None:
         super().__init__()
         self.net = net
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net.backbone_features(images)
+        return self.net.whitening_features(images)
 
 
 def fit_embedder_whitening(
@@ -44,7 +45,8 @@ def fit_embedder_whitening(
     """Fit ``net``'s attached whitening on ``data`` (the training classes) and switch it on.
 
     The vectors are the ones the map will read: ``net``'s embeddings with the map off, or its
-    backbone features (``train.whiten_from=backbone``). Returns a JSON-ready record.
+    backbone features (``train.whiten_from=backbone``; with ``train.whiten_layers``, those
+    modules' outputs). Returns a JSON-ready record.
     """
     whitening = net.whitening
     if whitening is None:
@@ -72,6 +74,7 @@ def fit_embedder_whitening(
         "kind": train.whiten,
         "shrinkage": train.whiten_shrinkage,
         "source": net.whiten_from,
+        "layers": list(net.whiten_layers),
         "in_features": int(matrix.shape[0]),
         "out_features": int(matrix.shape[1]),
         "classes": data.num_classes,

@@ -161,3 +161,48 @@ def test_a_backbone_map_reads_the_features_and_bypasses_the_head() -> None:
     torch.testing.assert_close(out, expected)
     with pytest.raises(ValueError, match="unknown whitening source 'head'"):
         net.attach_whitening("head")
+
+
+def test_a_map_of_backbone_layers_reads_those_modules_outputs_concatenated() -> None:
+    net = _net()
+    images = torch.rand(5, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        second = net.backbone[:2](images).flatten(1)  # module "1": (5, 64 · 4 · 4)
+        last = net.backbone[3][1](net.backbone[3][0](net.backbone[:3](images)))
+    # "3.1" is the last block's batch norm, which an in-place ReLU follows: its output must be
+    # kept before the ReLU overwrites it (it has negative entries; the ReLU's has none).
+    assert (last < 0).any()
+    layer = net.attach_whitening("backbone", 3, layers=["1", "3.1"])
+    assert layer.matrix.shape == (second.shape[1] + last[0].numel(), 3)
+    generator = torch.Generator().manual_seed(4)
+    mean = torch.randn(layer.matrix.shape[0], generator=generator)
+    matrix = torch.randn(layer.matrix.shape, generator=generator)
+    layer.set(mean, matrix)
+    net.head = nn.Identity()  # never called: the head is bypassed
+    with torch.no_grad():
+        out = net(images)
+    expected = F.normalize((torch.cat([second, last.flatten(1)], 1) - mean) @ matrix, dim=-1)
+    torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize(
+    ("source", "layers", "match"),
+    [
+        ("backbone", ["9"], r"'9' is not a module of the backbone; .*: 0, 0.0, 0.1"),
+        ("backbone", ["2", "2"], "names a module twice"),
+        ("embedding", ["2"], "attach the map with source='backbone'"),
+    ],
+)
+def test_bad_whitening_layers_are_one_clear_error(
+    source: str, layers: list[str], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        _net().attach_whitening(source, 0, layers)
+
+
+def test_a_module_that_runs_twice_is_refused() -> None:
+    relu = nn.ReLU()  # one module called twice: which output would the map read?
+    tower = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), relu, nn.Conv2d(2, 2, 3, padding=1), relu)
+    net = EmbeddingNet(tower, dim=4, image_size=4)
+    with pytest.raises(ValueError, match="module '1' ran 2 times in one forward pass"):
+        net.attach_whitening("backbone", 0, ["1"])

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from metriclab.assemble import build_model
 from metriclab.bundle import Bundle
 from metriclab.config import ConfigError, resolve_config
 from metriclab.evaluation import embed
@@ -93,6 +94,48 @@ def test_a_resumed_run_trains_without_the_old_map_and_refits(whitened_run: Path,
     assert json.loads((copy / WHITENING).read_text())["checkpoint"] == "checkpoints/step-0000006.pt"
 
 
+LAYERED = ["train.whiten=pca", "train.whiten_from=backbone", 'train.whiten_layers=["2"]']
+
+
+@pytest.fixture(scope="module")
+def layered_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("whiten-layers") / "run"
+    train(resolve_config(None, [*RUN, *LAYERED]), run_dir, progress=False)
+    return run_dir
+
+
+def test_a_map_of_backbone_layers_is_fitted_on_those_layers_and_exported(
+    layered_run: Path, tmp_path: Path
+) -> None:
+    run = open_run(layered_run)  # rebuilt from the config: the map reads Conv-4's third block
+    net = run.model.embedding_net
+    assert net.whiten_layers == ("2",) and json.loads((layered_run / WHITENING).read_text())[
+        "layers"
+    ] == ["2"]
+    fitted = embed(net, run.data.test, progress=False).vectors
+    with torch.no_grad():  # the 16 px digits: (N, 64 · 2 · 2) third-block maps
+        train_maps = net.backbone[:3](run.data.train.images.float() / 255).flatten(1)
+        test_maps = net.backbone[:3](run.data.test.images.float() / 255).flatten(1)
+    mean, matrix = fit_whitening(train_maps, run.data.train.labels, "pca", 0.5, 64 * 2 * 2)
+    torch.testing.assert_close(net.whitening.mean, mean, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(net.whitening.matrix, matrix, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        fitted, F.normalize((test_maps - mean) @ matrix, dim=-1), atol=1e-5, rtol=0
+    )
+    manifest = export_bundle(layered_run, tmp_path / "bundle")
+    backends = ["torchscript"] + (["onnx"] if manifest["files"].get("onnx") else [])
+    for backend in backends:
+        bundle = Bundle.load(tmp_path / "bundle", backend=backend)
+        served = bundle.embed_images(run.data.test.images)
+        torch.testing.assert_close(served, fitted, atol=1e-5, rtol=0)
+
+
+def test_whitening_layers_the_backbone_lacks_are_one_config_error() -> None:
+    config = resolve_config(None, [*RUN, *LAYERED[:2], 'train.whiten_layers=["2", "9"]'])
+    with pytest.raises(ConfigError, match="'9' is not a module of the backbone"):
+        build_model(config, in_channels=1)
+
+
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
@@ -104,6 +147,11 @@ def test_a_resumed_run_trains_without_the_old_map_and_refits(whitened_run: Path,
             ["train.whiten=pca", "train.whiten_from=backbone", "model.distance=weighted_l1"],
             "use train.whiten_from=embedding",
         ),
+        (
+            ["train.whiten=pca", 'train.whiten_layers=["2"]'],
+            "set train.whiten .*train.whiten_from=backbone",
+        ),
+        (["train.whiten_from=backbone", 'train.whiten_layers=["2"]'], "names backbone modules"),
     ],
 )
 def test_bad_whitening_settings_are_one_config_error(overrides: list[str], match: str) -> None:

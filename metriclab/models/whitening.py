@@ -164,11 +164,13 @@ def check_whitening(kind: str, shrinkage: float) -> None:
 
 
 class Whitening(nn.Module):
-    """``(B, F)`` → ``(B, K)``: ``(x − μ) W``, inactive (the identity on ``F = K``, refused
-    otherwise) until :meth:`set` installs a fitted map.
+    """``(B, F)`` → ``(B, K)``: ``(x − μ) W``, inactive until :meth:`set` installs a fitted map.
 
     ``mean``, ``matrix`` and ``fitted`` are buffers, so the map travels in the model's state
-    dict and in every traced export; ``active`` follows ``fitted`` on load.
+    dict and in every traced export; ``active`` follows ``fitted`` on load. Until fitted the
+    mean and matrix are empty: a 2304 × 2304 float32 identity would add 21 MB to every
+    checkpoint of the run for nothing. Loading resizes them to what the state dict holds (empty,
+    or ``(F,)`` and ``(F, K)``; an older checkpoint's unfitted identity loads as it was).
     """
 
     def __init__(self, in_features: int, out_features: int) -> None:
@@ -178,33 +180,46 @@ class Whitening(nn.Module):
                 f"Whitening maps in_features={in_features} to at most as many outputs, got "
                 f"out_features={out_features}"
             )
-        self.register_buffer("mean", torch.zeros(in_features))
-        self.register_buffer("matrix", torch.eye(in_features, out_features))
+        self.in_features, self.out_features = in_features, out_features
+        self.register_buffer("mean", torch.zeros(0))
+        self.register_buffer("matrix", torch.zeros(0, 0))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
         self.active = False
 
     def set(self, mean: torch.Tensor, matrix: torch.Tensor) -> None:
         """Install a fitted ``(F,)`` mean and ``(F, K)`` matrix and switch the map on."""
-        if mean.shape != self.mean.shape or matrix.shape != self.matrix.shape:
+        features, outputs = self.in_features, self.out_features
+        if mean.shape != (features,) or matrix.shape != (features, outputs):
             raise ValueError(
-                f"this Whitening takes a {tuple(self.mean.shape)} mean and a "
-                f"{tuple(self.matrix.shape)} matrix, got {tuple(mean.shape)} and "
-                f"{tuple(matrix.shape)}"
+                f"this Whitening takes a ({features},) mean and a ({features}, {outputs}) "
+                f"matrix, got {tuple(mean.shape)} and {tuple(matrix.shape)}"
             )
-        self.mean.copy_(mean)
-        self.matrix.copy_(matrix)
+        self.mean = mean.to(self.fitted.device, torch.float32).clone()
+        self.matrix = matrix.to(self.fitted.device, torch.float32).clone()
         self.fitted.fill_(True)
         self.active = True
 
     def reset(self) -> None:
         """Back to inactive (a run that resumes training trains without the old map)."""
-        self.mean.zero_()
-        self.matrix.copy_(torch.eye(*self.matrix.shape))
+        self.mean = self.mean.new_zeros(0)
+        self.matrix = self.matrix.new_zeros(0, 0)
         self.fitted.fill_(False)
         self.active = False
 
-    def _load_from_state_dict(self, *args: Any) -> None:
-        super()._load_from_state_dict(*args)
+    def _load_from_state_dict(
+        self, state_dict: dict[str, torch.Tensor], prefix: str, *args: Any
+    ) -> None:
+        # Take the stored shapes (empty when unfitted) before copying; other sizes than the
+        # empty or fitted ones are left for the ordinary size-mismatch report.
+        for name, full in (
+            ("mean", (self.in_features,)),
+            ("matrix", (self.in_features, self.out_features)),
+        ):
+            stored = state_dict.get(prefix + name)
+            current = getattr(self, name)
+            if stored is not None and stored.shape in (full, (0,) * len(full)):
+                setattr(self, name, current.new_zeros(stored.shape))
+        super()._load_from_state_dict(state_dict, prefix, *args)
         self.active = bool(self.fitted)
 
     def forward(self, vectors: torch.Tensor) -> torch.Tensor:

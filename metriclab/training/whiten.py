@@ -67,9 +67,9 @@ def fit_embedder_whitening(
         vectors.labels,
         train.whiten,
         train.whiten_shrinkage,
-        whitening.matrix.shape[1],
+        whitening.out_features,
     )
-    whitening.set(mean.to(whitening.mean.device), matrix.to(whitening.matrix.device))
+    whitening.set(mean, matrix)
     return {
         "kind": train.whiten,
         "shrinkage": train.whiten_shrinkage,

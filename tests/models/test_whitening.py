@@ -126,6 +126,26 @@ def test_whitening_is_inactive_until_set_and_travels_in_the_state_dict() -> None
         other.set(mean, torch.zeros(4, 3))
 
 
+def test_an_unfitted_map_stores_nothing_and_older_identity_states_still_load() -> None:
+    """A 2304-feature map would otherwise put a 21 MB identity into every checkpoint."""
+    big = Whitening(2304, 2304).state_dict()
+    assert sum(t.numel() for t in big.values()) == 1  # the `fitted` flag alone
+    fitted = Whitening(3, 2)
+    mean, matrix = torch.ones(3), torch.randn(3, 2, generator=torch.Generator().manual_seed(1))
+    fitted.set(mean, matrix)
+    fresh = Whitening(3, 2)
+    fresh.load_state_dict(fitted.state_dict())  # empty buffers take the fitted shapes
+    x = torch.randn(5, 3)
+    torch.testing.assert_close(fresh(x), (x - mean) @ matrix)
+    fresh.load_state_dict(Whitening(3, 2).state_dict())  # and an unfitted state empties them
+    assert not fresh.active and fresh.matrix.numel() == 0
+    older = {"mean": torch.zeros(3), "matrix": torch.eye(3, 2), "fitted": torch.tensor(False)}
+    fresh.load_state_dict(older)  # before this change an unfitted map held its identity
+    assert not fresh.active
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        fresh.load_state_dict({**older, "matrix": torch.eye(3, 3)})
+
+
 def _net(normalize: bool = True) -> EmbeddingNet:
     torch.manual_seed(0)
     return EmbeddingNet(backbone("conv4", 1), dim=8, image_size=16, normalize=normalize).eval()
@@ -150,7 +170,7 @@ def test_a_backbone_map_reads_the_features_and_bypasses_the_head() -> None:
     net = _net()
     images = torch.rand(5, 1, 16, 16, generator=torch.Generator().manual_seed(2))
     layer = net.attach_whitening("backbone", 3)
-    assert layer.matrix.shape == (net.feature_size, 3)
+    assert (layer.in_features, layer.out_features) == (net.feature_size, 3)
     mean, matrix = torch.randn(net.feature_size), torch.randn(net.feature_size, 3)
     layer.set(mean, matrix)
     net.head = nn.Identity()  # never called: a head that is used would change the output shape
@@ -173,10 +193,10 @@ def test_a_map_of_backbone_layers_reads_those_modules_outputs_concatenated() -> 
     # kept before the ReLU overwrites it (it has negative entries; the ReLU's has none).
     assert (last < 0).any()
     layer = net.attach_whitening("backbone", 3, layers=["1", "3.1"])
-    assert layer.matrix.shape == (second.shape[1] + last[0].numel(), 3)
+    assert (layer.in_features, layer.out_features) == (second.shape[1] + last[0].numel(), 3)
     generator = torch.Generator().manual_seed(4)
-    mean = torch.randn(layer.matrix.shape[0], generator=generator)
-    matrix = torch.randn(layer.matrix.shape, generator=generator)
+    mean = torch.randn(layer.in_features, generator=generator)
+    matrix = torch.randn(layer.in_features, layer.out_features, generator=generator)
     layer.set(mean, matrix)
     net.head = nn.Identity()  # never called: the head is bypassed
     with torch.no_grad():

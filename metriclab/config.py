@@ -532,7 +532,13 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         if option is float and isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
             # YAML 1.1 (PyYAML) reads 1e-3 as a string: it wants a dot, as in 1.0e-3.
             return float(value)
-        if option is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        if option is str and isinstance(value, float):
+            # YAML read an unquoted 3.10 as the number 3.1: the text is lost, so ask for quotes.
+            raise ConfigError(
+                f"config key {key!r} wants text but YAML read the number {value!r}; quote it "
+                f"(e.g. \"{value}\") so that it is kept as written"
+            )
+        if option is str and isinstance(value, (str, int)) and not isinstance(value, bool):
             return str(value)
     names = " or ".join(
         "null" if o is type(None) else getattr(o, "__name__", str(o)) for o in options

@@ -43,6 +43,8 @@ def test_overrides_are_typed() -> None:
         ("steps", "section.key=value"),
         ("data.test_fraction=1.5", r"must lie in \(0, 1\)"),
         ("model.distance_init=0", "model.distance_init must be positive or null, got 0"),
+        # YAML reads an unquoted 3.10 as 3.1: refused rather than silently renamed.
+        ("train.whiten_layers=[3.10]", r"'train.whiten_layers\[0\]' wants text .*3.1; quote it"),
     ],
 )
 def test_bad_overrides_name_the_key(override: str, message: str) -> None:

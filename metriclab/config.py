@@ -536,7 +536,7 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             # YAML read an unquoted 3.10 as the number 3.1: the text is lost, so ask for quotes.
             raise ConfigError(
                 f"config key {key!r} wants text but YAML read the number {value!r}; quote it "
-                f"(e.g. \"{value}\") so that it is kept as written"
+                f'(e.g. "{value}") so that it is kept as written'
             )
         if option is str and isinstance(value, (str, int)) and not isinstance(value, bool):
             return str(value)

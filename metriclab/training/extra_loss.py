@@ -41,6 +41,8 @@ class ExtraLoss(nn.Module):
         self.criterion = criterion
         self.weight = weight
         self._batch: tuple[torch.Tensor, torch.Tensor] | None = None
+        #: The weighted term of the batch scored last, detached (what ``metrics.csv`` logs).
+        self.last: torch.Tensor | None = None
 
     def keep(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
         """Record the step's embeddings ``(B, D)`` (with their graph) and labels ``(B,)``."""
@@ -52,7 +54,9 @@ class ExtraLoss(nn.Module):
             raise RuntimeError("ExtraLoss has no batch: the objective embeds one before each step")
         embeddings, labels = self._batch
         self._batch = None
-        return self.weight * self.criterion(embeddings, labels)
+        value = self.weight * self.criterion(embeddings, labels)
+        self.last = value.detach()
+        return value
 
 
 def build_extra_loss(train: TrainConfig, values: Mapping[TrainerValue, Any]) -> ExtraLoss | None:

@@ -302,6 +302,7 @@ class Trainer:
                             * warmup_factor(self.step + 1, train.warmup),
                             "images_per_s": rate,
                             "val_accuracy": val_accuracy,
+                            "extra_loss": self._extra_loss(),
                         },
                     )
                     bar.set_postfix(
@@ -325,6 +326,11 @@ class Trainer:
             bar.close()
             log.close()
         return self.model
+
+    def _extra_loss(self) -> float | None:
+        """The weighted ``train.extra_loss`` term of the step's last batch (None without one)."""
+        extra = self.objective.extra
+        return None if extra is None or extra.last is None else float(extra.last)
 
     def _one_step(self) -> tuple[torch.Tensor, int]:
         """One optimiser step over ``train.accumulate`` batches; their mean loss, images used."""

@@ -8,7 +8,9 @@ from typing import Any
 
 from metriclab.atomic import write_text
 
-COLUMNS = ("step", "loss", "lr", "images_per_s", "val_accuracy")
+#: ``loss`` is the step's total; ``extra_loss`` the weighted ``train.extra_loss`` term within it
+#: (empty without one).
+COLUMNS = ("step", "loss", "lr", "images_per_s", "val_accuracy", "extra_loss")
 
 
 class MetricsLog:
@@ -21,7 +23,8 @@ class MetricsLog:
         if not enabled:
             return
         kept = [row for row in read_metrics(self.path) if int(row["step"]) <= resume_step]
-        lines = [",".join(COLUMNS)] + [",".join(row[c] for c in COLUMNS) for row in kept]
+        # .get: a run logged before a column existed resumes with that column empty.
+        lines = [",".join(COLUMNS)] + [",".join(row.get(c) or "" for c in COLUMNS) for row in kept]
         write_text(self.path, "\n".join(lines) + "\n")
         try:
             from torch.utils.tensorboard import SummaryWriter

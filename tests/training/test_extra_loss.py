@@ -16,6 +16,7 @@ from metriclab.losses import TripletLoss
 from metriclab.training import build_model, build_objective, train
 from metriclab.training.builders import build_data
 from metriclab.training.loop import StepLoss
+from metriclab.training.metrics_log import read_metrics
 
 SMALL = [
     "train.batch_size=12",
@@ -116,6 +117,9 @@ def test_the_extra_terms_weights_train_checkpoint_and_resume(tmp_path: Path) -> 
     resumed = checkpoints.load(checkpoints.step_path(broken, 4))["objective"]["extra.criterion.W"]
     assert not torch.equal(start, end), "the optimiser does not step the extra term's weights"
     assert torch.equal(end, resumed), "a resumed run does not continue the extra term exactly"
+    rows = read_metrics(whole / "metrics.csv")  # the term is logged beside the total
+    assert [r["step"] for r in rows] == ["1", "2", "3", "4"]
+    assert all(0 < float(r["extra_loss"]) < float(r["loss"]) for r in rows)
 
 
 @pytest.mark.parametrize(

@@ -253,6 +253,11 @@ class StrokeAugmentation:
             characters are joined.
         recombined_parts: ``"strokes"`` (cut between whole strokes, drawers with the usual
             stroke counts only) or ``"ink"`` (cut at an ink share, every drawer).
+        recombined_distinct: keep recombined classes apart from each other and from their
+            parents: no training class lends strokes to two of them, and none holds a whole
+            character (one-stroke characters are not cut between strokes). Without it, two
+            classes that share one parent's part, or a class and the parent it contains, are
+            near-duplicates that batch-hard mining keeps picking (BENCHMARKS, the collapse).
         auxiliary: the weight of an auxiliary training target (0: none): a head on the
             backbone's feature map predicts each item's :mod:`~metriclab.data.stroke_maps`
             (stroke starts, drawing order, pen direction) from its own unperturbed strokes,
@@ -280,6 +285,7 @@ class StrokeAugmentation:
         recombined_seed: int = 0,
         recombined_cut: tuple[float, float] = (0.35, 0.65),
         recombined_parts: str = "strokes",
+        recombined_distinct: bool = False,
         auxiliary: float = 0.0,
     ) -> None:
         if not 0.0 <= p <= 1.0:
@@ -316,6 +322,7 @@ class StrokeAugmentation:
                 f"recombined_parts must be one of {sorted(PARTS)}, got {recombined_parts!r}"
             )
         self.recombined_parts = recombined_parts
+        self.recombined_distinct = bool(recombined_distinct)
         self.jitter = StrokeJitter(strength=strength)
         self.p, self.pen_width = p, pen_width
         self.warp = KochAffine() if affine else None
@@ -350,9 +357,12 @@ class StrokeAugmentation:
             return data
         self.for_items(data.item_ids)
         exemplars = Exemplars(data, self._drawings, self.recombined_parts)
+        distinct = self.recombined_distinct
         table = recombination_table(
             data.labels, data.groups, self.recombined, self.recombined_seed, self.recombined_cut,
-            accept=lambda recipe: len(exemplars.pairs(recipe)) >= MIN_EXEMPLARS,
+            accept=lambda recipe: len(exemplars.pairs(recipe)) >= MIN_EXEMPLARS
+            and (not distinct or exemplars.proper(recipe)),
+            disjoint=distinct,
         )  # fmt: skip
         joined, made = recombined(
             data, self._drawings, table, self.pen_width, self.jitter.frame, self.spacing,

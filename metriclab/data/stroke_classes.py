@@ -108,10 +108,16 @@ def recombination_table(
     seed: int,
     cut: tuple[float, float] = (0.35, 0.65),
     accept: Callable[[Recipe], bool] | None = None,
+    disjoint: bool = False,
 ) -> list[Recipe]:
     """``count`` distinct recipes drawn with ``seed``: ordered pairs (A, B ≠ A) of classes of one
     group in a seeded random order, each with a cut uniform in ``cut``, the first ``count``
     that ``accept`` takes (all when None).
+
+    ``disjoint``: no class lends strokes to two recipes, so no two recombined classes share a
+    part (each exemplar of two such "siblings" would hold the very same drawer's strokes, a
+    near-duplicate negative that batch-hard mining picks first); at most half the classes'
+    count of recipes then exist.
 
     ``labels`` ``(N,)`` are the items' classes (only classes with items are used); ``groups``
     ``(C,)`` each class's group, or None for one group. Deterministic in its arguments.
@@ -135,15 +141,20 @@ def recombination_table(
     order = rng.permutation(len(pairs))
     cuts = rng.uniform(low, high, size=len(pairs))
     table: list[Recipe] = []
+    used: set[int] = set()
     for i in order.tolist():
         if len(table) == count:
             break
         recipe = Recipe(pairs[i][0], pairs[i][1], float(cuts[i]))
+        if disjoint and {recipe.first, recipe.second} & used:
+            continue
         if accept is None or accept(recipe):
             table.append(recipe)
+            used |= {recipe.first, recipe.second}
     if len(table) < count:
+        which = "disjoint pairs" if disjoint else "pairs"
         raise ValueError(
-            f"asked for {count} recombined classes but only {len(table)} pairs of training "
+            f"asked for {count} recombined classes but only {len(table)} {which} of training "
             f"classes have enough matching drawings; ask for at most {len(table)}"
         )
     return table
@@ -179,6 +190,15 @@ class Exemplars:
         if item is None:
             return False
         return self.parts == "ink" or len(self.drawings[item].strokes) == self.typical[label]
+
+    def proper(self, recipe: Recipe) -> bool:
+        """Whether both of ``recipe``'s parts are less than their whole character: cut between
+        strokes, a character usually drawn in one stroke gives all of itself, and the new class
+        would then hold a whole training character (a superset of its parent). Cuts by ink share
+        are always proper."""
+        if self.parts == "ink":
+            return True
+        return min(self.typical.get(recipe.first, 0), self.typical.get(recipe.second, 0)) >= 2
 
     def pairs(self, recipe: Recipe) -> list[tuple[str, str]]:
         """``(A's item, B's item)`` of every exemplar of ``recipe``, in drawer order."""

@@ -258,6 +258,10 @@ class StrokeAugmentation:
             character (one-stroke characters are not cut between strokes). Without it, two
             classes that share one parent's part, or a class and the parent it contains, are
             near-duplicates that batch-hard mining keeps picking (BENCHMARKS, the collapse).
+        recombined_one_drawer: every exemplar of a recombined class joins one drawer pair's
+            parts, so the class is one consistent character (drawers order their strokes
+            differently: joined drawer by drawer, a class mixes several part combinations);
+            its exemplars then differ by augmentation only (Koch's affine, stroke jitter at p).
         auxiliary: the weight of an auxiliary training target (0: none): a head on the
             backbone's feature map predicts each item's :mod:`~metriclab.data.stroke_maps`
             (stroke starts, drawing order, pen direction) from its own unperturbed strokes,
@@ -286,6 +290,7 @@ class StrokeAugmentation:
         recombined_cut: tuple[float, float] = (0.35, 0.65),
         recombined_parts: str = "strokes",
         recombined_distinct: bool = False,
+        recombined_one_drawer: bool = False,
         auxiliary: float = 0.0,
     ) -> None:
         if not 0.0 <= p <= 1.0:
@@ -323,6 +328,7 @@ class StrokeAugmentation:
             )
         self.recombined_parts = recombined_parts
         self.recombined_distinct = bool(recombined_distinct)
+        self.recombined_one_drawer = bool(recombined_one_drawer)
         self.jitter = StrokeJitter(strength=strength)
         self.p, self.pen_width = p, pen_width
         self.warp = KochAffine() if affine else None
@@ -366,7 +372,7 @@ class StrokeAugmentation:
         )  # fmt: skip
         joined, made = recombined(
             data, self._drawings, table, self.pen_width, self.jitter.frame, self.spacing,
-            self.recombined_parts,
+            self.recombined_parts, self.recombined_one_drawer,
         )  # fmt: skip
         self._made = made
         self._bank = StrokeBank({**self._drawings, **made}, self.spacing)

@@ -216,9 +216,16 @@ def recombined_drawings(
     drawings: Mapping[str, Drawing],
     table: list[Recipe],
     parts: str = "ink",
+    one_drawer: bool = False,
 ) -> dict[str, tuple[int, Drawing]]:
     """``{item id: (recipe index, drawing)}``: each exemplar of recipe ``k`` (:class:`Exemplars`)
     joins the head of its A drawing and the tail of its B drawing, cut as ``parts`` says.
+
+    ``one_drawer``: every exemplar joins the *first* matching drawer pair's parts (as many
+    exemplars as there are pairs), so the class is one consistent character and its variety
+    comes from augmentation alone. Drawers order and split a character's strokes differently,
+    so "the first ``h`` strokes" names different parts for different drawers: a class joined
+    drawer by drawer mixes several part combinations, some of which look like a parent.
 
     Ids are ``"<group or class>/recombinedKKKK/JJ"`` (``JJ`` the exemplar's drawer position);
     items of ``data`` without a drawing in ``drawings`` are skipped.
@@ -228,7 +235,10 @@ def recombined_drawings(
     out: dict[str, tuple[int, Drawing]] = {}
     for k, recipe in enumerate(table):
         stem = _stem(data, recipe.first)
-        for j, (a, b) in enumerate(exemplars.pairs(recipe)):
+        pairs = exemplars.pairs(recipe)
+        if one_drawer:
+            pairs = pairs[:1] * len(pairs)
+        for j, (a, b) in enumerate(pairs):
             head, _ = split(drawings[a], recipe.cut)
             _, tail = split(drawings[b], recipe.cut)
             out[f"{stem}/{PREFIX}{k:04d}/{j:02d}"] = (k, Drawing(head.strokes + tail.strokes))
@@ -250,6 +260,7 @@ def recombined(
     frame: float = OMNIGLOT_FRAME,
     spacing: float = 2.0,
     parts: str = "ink",
+    one_drawer: bool = False,
 ) -> tuple[LabeledImages, dict[str, Drawing]]:
     """``data`` plus the recombined classes of ``table`` drawn at its image size, and the new
     items' drawings by id (for stroke augmentation to re-draw them too).
@@ -257,7 +268,8 @@ def recombined(
     New class ``k`` is class ``data.num_classes + k``, named ``"<stem>/recombinedKKKK"`` in the
     group of its first part; its images are uint8 ``(n_k, C, H, W)`` renderings (ink bright on
     black, grey copied to every channel) of ``spacing``-resampled strokes with pen ``pen_width``,
-    cut as ``parts`` (:data:`PARTS`: ``"ink"`` share or whole ``"strokes"``) says. A recipe
+    cut as ``parts`` (:data:`PARTS`: ``"ink"`` share or whole ``"strokes"``) says, from one
+    drawer pair for all exemplars when ``one_drawer`` (:func:`recombined_drawings`). A recipe
     whose classes have no matching drawings adds an empty class (sampled never); pass
     :func:`recombination_table` an ``accept`` that asks for :data:`MIN_EXEMPLARS` to avoid it.
     """
@@ -265,7 +277,7 @@ def recombined(
     if data.images.shape[3] != size:
         raise ValueError(f"recombined classes need square images, got {tuple(data.images.shape)}")
     resampled = {item: resample_drawing(d, spacing / 4) for item, d in drawings.items()}
-    made = recombined_drawings(data, resampled, table, parts)
+    made = recombined_drawings(data, resampled, table, parts, one_drawer)
     ids = list(made)
     chunks = [torch.zeros(0, 1, size, size)]
     for start in range(0, len(ids), 256):  # bounded memory

@@ -190,6 +190,22 @@ def test_recombined_classes_join_drawer_j_of_both_characters() -> None:
     assert recombined(data, drawings, [])[0].num_classes == data.num_classes
 
 
+def test_one_drawer_classes_repeat_the_first_drawer_pair() -> None:
+    """Drawers split a character's strokes differently; one drawer pair makes one character."""
+    data, drawings = tiny()
+    table = recombination_table(data.labels, data.groups, 4, seed=1)
+    each, _ = recombined(data, drawings, table, spacing=2.0)
+    one, made = recombined(data, drawings, table, spacing=2.0, one_drawer=True)
+    assert torch.equal(one.labels, each.labels) and one.item_ids == each.item_ids
+    for k in range(len(table)):
+        rows = torch.nonzero(one.labels == 4 + k).flatten()
+        # Exemplar 0 is drawer 0's, as before; the others copy it instead of their own drawer's.
+        assert torch.equal(one.images[rows[0]], each.images[rows[0]])
+        assert all(torch.equal(one.images[r], one.images[rows[0]]) for r in rows[1:])
+        assert not all(torch.equal(each.images[r], each.images[rows[0]]) for r in rows[1:])
+    assert len(made) == len(each.item_ids) - len(data)
+
+
 def _omniglot_with_strokes(tmp_path: Path, overrides: list[str]):
     """A config of a synthetic Omniglot zip (Gamma held out) whose items have pen strokes in
     ``tmp_path / "strokes.zip"``."""

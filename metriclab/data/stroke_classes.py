@@ -14,10 +14,13 @@ keeps real human variability: each exemplar is how one person drew those parts.
 :func:`recombination_table` is the seeded class table (which A, B and cut); :func:`recombined`
 draws it as :class:`~metriclab.data.images.LabeledImages` beside the training set.
 ``parts="strokes"`` cuts between whole strokes instead (the first strokes of A, the last of B)
-and keeps only drawers who drew both characters with their most common stroke count, so every
-exemplar joins the same parts: cut by ink share, drawers who order their strokes differently
-put different parts into one class. Both see only
-the drawings passed in: the caller passes the training split's, never a held-out item's.
+and keeps only drawers who drew both characters with their most common stroke count. Even
+then drawers order and split their strokes differently (for 30 % of drawer pairs of one
+Omniglot character, one's first strokes look more like the other's last ones), so a class
+joined drawer by drawer mixes part combinations: label noise that collapsed batch-hard
+training. ``one_drawer`` builds every exemplar from one drawer pair's parts instead (a
+consistent character; its variety then comes from augmentation). Both see only the drawings
+passed in: the caller passes the training split's, never a held-out item's.
 """
 
 from __future__ import annotations

@@ -246,7 +246,8 @@ class StrokeAugmentation:
             stroke-level variation on top of the image-level augmentation every item gets.
         recombined: this many new training classes recombined from the training items' strokes
             (:mod:`metriclab.data.stroke_classes`: head of one character's ink, tail of
-            another's of the same alphabet, exemplar ``j`` from drawer ``j``), added by
+            another's of the same alphabet, from one drawer pair or drawer by drawer as
+            ``recombined_one_drawer`` says), added by
             :meth:`new_classes` before rotations and mirror images as classes; 0 adds none.
         recombined_seed: the seed of the recombined classes' table.
         recombined_cut: the range of the share (of the ink, or of the strokes) at which the two
@@ -262,6 +263,8 @@ class StrokeAugmentation:
             parts, so the class is one consistent character (drawers order their strokes
             differently: joined drawer by drawer, a class mixes several part combinations);
             its exemplars then differ by augmentation only (Koch's affine, stroke jitter at p).
+            The default; ``False`` joins drawer ``j``'s parts for exemplar ``j``, the label
+            noise that collapsed batch-hard training (BENCHMARKS, issue 18 part 4).
         auxiliary: the weight of an auxiliary training target (0: none): a head on the
             backbone's feature map predicts each item's :mod:`~metriclab.data.stroke_maps`
             (stroke starts, drawing order, pen direction) from its own unperturbed strokes,
@@ -290,7 +293,7 @@ class StrokeAugmentation:
         recombined_cut: tuple[float, float] = (0.35, 0.65),
         recombined_parts: str = "strokes",
         recombined_distinct: bool = False,
-        recombined_one_drawer: bool = False,
+        recombined_one_drawer: bool = True,
         auxiliary: float = 0.0,
     ) -> None:
         if not 0.0 <= p <= 1.0:

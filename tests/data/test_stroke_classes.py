@@ -308,3 +308,23 @@ def test_training_with_recombined_classes_through_the_config(tmp_path: Path) -> 
     assert len(names) == 2 * (6 + 4)
     assert sum("recombined" in n for n in names) == 8
     assert sum("recombined" in n and n.endswith("@rot90") for n in names) == 4
+
+
+def test_recombined_classes_come_from_one_drawer_pair_unless_asked(tmp_path: Path) -> None:
+    config = _omniglot_with_strokes(tmp_path, [])
+    from metriclab.assemble import build_data
+
+    train, _ = build_data(config)
+    zips = [str(tmp_path / "strokes.zip")]
+
+    def identical_exemplars(augment: StrokeAugmentation) -> list[bool]:
+        joined = with_new_classes(augment, train)
+        images = joined.images[len(train) :]
+        labels = joined.labels[len(train) :]
+        return [
+            bool((images[labels == c] == images[labels == c][0]).all()) for c in labels.unique()
+        ]
+
+    assert all(identical_exemplars(StrokeAugmentation(zips, p=0.0, recombined=3)))
+    drawer_by_drawer = StrokeAugmentation(zips, p=0.0, recombined=3, recombined_one_drawer=False)
+    assert not any(identical_exemplars(drawer_by_drawer))

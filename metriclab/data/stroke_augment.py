@@ -246,13 +246,25 @@ class StrokeAugmentation:
             stroke-level variation on top of the image-level augmentation every item gets.
         recombined: this many new training classes recombined from the training items' strokes
             (:mod:`metriclab.data.stroke_classes`: head of one character's ink, tail of
-            another's of the same alphabet, exemplar ``j`` from drawer ``j``), added by
+            another's of the same alphabet, from one drawer pair or drawer by drawer as
+            ``recombined_one_drawer`` says), added by
             :meth:`new_classes` before rotations and mirror images as classes; 0 adds none.
         recombined_seed: the seed of the recombined classes' table.
         recombined_cut: the range of the share (of the ink, or of the strokes) at which the two
             characters are joined.
         recombined_parts: ``"strokes"`` (cut between whole strokes, drawers with the usual
             stroke counts only) or ``"ink"`` (cut at an ink share, every drawer).
+        recombined_distinct: keep recombined classes apart from each other and from their
+            parents: no training class lends strokes to two of them, and none holds a whole
+            character (one-stroke characters are not cut between strokes). Without it, two
+            classes that share one parent's part, or a class and the parent it contains, are
+            near-duplicates that batch-hard mining keeps picking (BENCHMARKS, the collapse).
+        recombined_one_drawer: every exemplar of a recombined class joins one drawer pair's
+            parts, so the class is one consistent character (drawers order their strokes
+            differently: joined drawer by drawer, a class mixes several part combinations);
+            its exemplars then differ by augmentation only (Koch's affine, stroke jitter at p).
+            The default; ``False`` joins drawer ``j``'s parts for exemplar ``j``, the label
+            noise that collapsed batch-hard training (BENCHMARKS, issue 18 part 4).
         auxiliary: the weight of an auxiliary training target (0: none): a head on the
             backbone's feature map predicts each item's :mod:`~metriclab.data.stroke_maps`
             (stroke starts, drawing order, pen direction) from its own unperturbed strokes,
@@ -280,6 +292,8 @@ class StrokeAugmentation:
         recombined_seed: int = 0,
         recombined_cut: tuple[float, float] = (0.35, 0.65),
         recombined_parts: str = "strokes",
+        recombined_distinct: bool = False,
+        recombined_one_drawer: bool = True,
         auxiliary: float = 0.0,
     ) -> None:
         if not 0.0 <= p <= 1.0:
@@ -316,6 +330,8 @@ class StrokeAugmentation:
                 f"recombined_parts must be one of {sorted(PARTS)}, got {recombined_parts!r}"
             )
         self.recombined_parts = recombined_parts
+        self.recombined_distinct = bool(recombined_distinct)
+        self.recombined_one_drawer = bool(recombined_one_drawer)
         self.jitter = StrokeJitter(strength=strength)
         self.p, self.pen_width = p, pen_width
         self.warp = KochAffine() if affine else None
@@ -350,13 +366,16 @@ class StrokeAugmentation:
             return data
         self.for_items(data.item_ids)
         exemplars = Exemplars(data, self._drawings, self.recombined_parts)
+        distinct = self.recombined_distinct
         table = recombination_table(
             data.labels, data.groups, self.recombined, self.recombined_seed, self.recombined_cut,
-            accept=lambda recipe: len(exemplars.pairs(recipe)) >= MIN_EXEMPLARS,
+            accept=lambda recipe: len(exemplars.pairs(recipe)) >= MIN_EXEMPLARS
+            and (not distinct or exemplars.proper(recipe)),
+            disjoint=distinct,
         )  # fmt: skip
         joined, made = recombined(
             data, self._drawings, table, self.pen_width, self.jitter.frame, self.spacing,
-            self.recombined_parts,
+            self.recombined_parts, self.recombined_one_drawer,
         )  # fmt: skip
         self._made = made
         self._bank = StrokeBank({**self._drawings, **made}, self.spacing)

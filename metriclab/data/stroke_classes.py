@@ -14,10 +14,13 @@ keeps real human variability: each exemplar is how one person drew those parts.
 :func:`recombination_table` is the seeded class table (which A, B and cut); :func:`recombined`
 draws it as :class:`~metriclab.data.images.LabeledImages` beside the training set.
 ``parts="strokes"`` cuts between whole strokes instead (the first strokes of A, the last of B)
-and keeps only drawers who drew both characters with their most common stroke count, so every
-exemplar joins the same parts: cut by ink share, drawers who order their strokes differently
-put different parts into one class. Both see only
-the drawings passed in: the caller passes the training split's, never a held-out item's.
+and keeps only drawers who drew both characters with their most common stroke count. Even
+then drawers order and split their strokes differently (for 30 % of drawer pairs of one
+Omniglot character, one's first strokes look more like the other's last ones), so a class
+joined drawer by drawer mixes part combinations: label noise that collapsed batch-hard
+training. ``one_drawer`` builds every exemplar from one drawer pair's parts instead (a
+consistent character; its variety then comes from augmentation). Both see only the drawings
+passed in: the caller passes the training split's, never a held-out item's.
 """
 
 from __future__ import annotations
@@ -108,10 +111,16 @@ def recombination_table(
     seed: int,
     cut: tuple[float, float] = (0.35, 0.65),
     accept: Callable[[Recipe], bool] | None = None,
+    disjoint: bool = False,
 ) -> list[Recipe]:
     """``count`` distinct recipes drawn with ``seed``: ordered pairs (A, B ≠ A) of classes of one
     group in a seeded random order, each with a cut uniform in ``cut``, the first ``count``
     that ``accept`` takes (all when None).
+
+    ``disjoint``: no class lends strokes to two recipes, so no two recombined classes share a
+    part (each exemplar of two such "siblings" would hold the very same drawer's strokes, a
+    near-duplicate negative that batch-hard mining picks first); at most half the classes'
+    count of recipes then exist.
 
     ``labels`` ``(N,)`` are the items' classes (only classes with items are used); ``groups``
     ``(C,)`` each class's group, or None for one group. Deterministic in its arguments.
@@ -135,15 +144,20 @@ def recombination_table(
     order = rng.permutation(len(pairs))
     cuts = rng.uniform(low, high, size=len(pairs))
     table: list[Recipe] = []
+    used: set[int] = set()
     for i in order.tolist():
         if len(table) == count:
             break
         recipe = Recipe(pairs[i][0], pairs[i][1], float(cuts[i]))
+        if disjoint and {recipe.first, recipe.second} & used:
+            continue
         if accept is None or accept(recipe):
             table.append(recipe)
+            used |= {recipe.first, recipe.second}
     if len(table) < count:
+        which = "disjoint pairs" if disjoint else "pairs"
         raise ValueError(
-            f"asked for {count} recombined classes but only {len(table)} pairs of training "
+            f"asked for {count} recombined classes but only {len(table)} {which} of training "
             f"classes have enough matching drawings; ask for at most {len(table)}"
         )
     return table
@@ -180,6 +194,15 @@ class Exemplars:
             return False
         return self.parts == "ink" or len(self.drawings[item].strokes) == self.typical[label]
 
+    def proper(self, recipe: Recipe) -> bool:
+        """Whether both of ``recipe``'s parts are less than their whole character: cut between
+        strokes, a character usually drawn in one stroke gives all of itself, and the new class
+        would then hold a whole training character (a superset of its parent). Cuts by ink share
+        are always proper."""
+        if self.parts == "ink":
+            return True
+        return min(self.typical.get(recipe.first, 0), self.typical.get(recipe.second, 0)) >= 2
+
     def pairs(self, recipe: Recipe) -> list[tuple[str, str]]:
         """``(A's item, B's item)`` of every exemplar of ``recipe``, in drawer order."""
         firsts = self.by_class.get(recipe.first, [])
@@ -196,9 +219,16 @@ def recombined_drawings(
     drawings: Mapping[str, Drawing],
     table: list[Recipe],
     parts: str = "ink",
+    one_drawer: bool = False,
 ) -> dict[str, tuple[int, Drawing]]:
     """``{item id: (recipe index, drawing)}``: each exemplar of recipe ``k`` (:class:`Exemplars`)
     joins the head of its A drawing and the tail of its B drawing, cut as ``parts`` says.
+
+    ``one_drawer``: every exemplar joins the *first* matching drawer pair's parts (as many
+    exemplars as there are pairs), so the class is one consistent character and its variety
+    comes from augmentation alone. Drawers order and split a character's strokes differently,
+    so "the first ``h`` strokes" names different parts for different drawers: a class joined
+    drawer by drawer mixes several part combinations, some of which look like a parent.
 
     Ids are ``"<group or class>/recombinedKKKK/JJ"`` (``JJ`` the exemplar's drawer position);
     items of ``data`` without a drawing in ``drawings`` are skipped.
@@ -208,7 +238,10 @@ def recombined_drawings(
     out: dict[str, tuple[int, Drawing]] = {}
     for k, recipe in enumerate(table):
         stem = _stem(data, recipe.first)
-        for j, (a, b) in enumerate(exemplars.pairs(recipe)):
+        pairs = exemplars.pairs(recipe)
+        if one_drawer:
+            pairs = pairs[:1] * len(pairs)
+        for j, (a, b) in enumerate(pairs):
             head, _ = split(drawings[a], recipe.cut)
             _, tail = split(drawings[b], recipe.cut)
             out[f"{stem}/{PREFIX}{k:04d}/{j:02d}"] = (k, Drawing(head.strokes + tail.strokes))
@@ -230,6 +263,7 @@ def recombined(
     frame: float = OMNIGLOT_FRAME,
     spacing: float = 2.0,
     parts: str = "ink",
+    one_drawer: bool = False,
 ) -> tuple[LabeledImages, dict[str, Drawing]]:
     """``data`` plus the recombined classes of ``table`` drawn at its image size, and the new
     items' drawings by id (for stroke augmentation to re-draw them too).
@@ -237,7 +271,8 @@ def recombined(
     New class ``k`` is class ``data.num_classes + k``, named ``"<stem>/recombinedKKKK"`` in the
     group of its first part; its images are uint8 ``(n_k, C, H, W)`` renderings (ink bright on
     black, grey copied to every channel) of ``spacing``-resampled strokes with pen ``pen_width``,
-    cut as ``parts`` (:data:`PARTS`: ``"ink"`` share or whole ``"strokes"``) says. A recipe
+    cut as ``parts`` (:data:`PARTS`: ``"ink"`` share or whole ``"strokes"``) says, from one
+    drawer pair for all exemplars when ``one_drawer`` (:func:`recombined_drawings`). A recipe
     whose classes have no matching drawings adds an empty class (sampled never); pass
     :func:`recombination_table` an ``accept`` that asks for :data:`MIN_EXEMPLARS` to avoid it.
     """
@@ -245,7 +280,7 @@ def recombined(
     if data.images.shape[3] != size:
         raise ValueError(f"recombined classes need square images, got {tuple(data.images.shape)}")
     resampled = {item: resample_drawing(d, spacing / 4) for item, d in drawings.items()}
-    made = recombined_drawings(data, resampled, table, parts)
+    made = recombined_drawings(data, resampled, table, parts, one_drawer)
     ids = list(made)
     chunks = [torch.zeros(0, 1, size, size)]
     for start in range(0, len(ids), 256):  # bounded memory

@@ -122,6 +122,32 @@ def test_the_class_table_is_seeded_distinct_and_within_groups() -> None:
         recombination_table(labels, groups, 2, seed=0, cut=(0.6, 0.3))
 
 
+def test_a_disjoint_table_lends_no_class_to_two_recipes() -> None:
+    """Siblings (two recipes sharing a class) are near-duplicates: ``disjoint`` forbids them."""
+    labels = torch.arange(10).repeat_interleave(3)
+    groups = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 1, 1])
+    full = recombination_table(labels, groups, 20, seed=3)
+    assert len({r.first for r in full}) < 20  # without it, classes are shared
+    table = recombination_table(labels, groups, 5, seed=3, disjoint=True)
+    used = [c for r in table for c in (r.first, r.second)]
+    assert len(used) == len(set(used)) == 10
+    assert all(groups[r.first] == groups[r.second] for r in table)
+    assert table == recombination_table(labels, groups, 5, seed=3, disjoint=True)
+    with pytest.raises(ValueError, match="only 5 disjoint pairs"):
+        recombination_table(labels, groups, 6, seed=3, disjoint=True)
+
+
+def test_proper_parts_leave_out_characters_drawn_in_one_stroke() -> None:
+    data, _ = tiny()
+    counts = {0: 2, 1: 1, 2: 3, 3: 2}
+    drawings = {item: drawing(n, strokes=counts[n // 3]) for n, item in enumerate(data.item_ids)}
+    by_stroke = Exemplars(data, drawings, "strokes")
+    # Class 1 is drawn in one stroke: cut between strokes, all of it would join the new class.
+    assert not by_stroke.proper(Recipe(0, 1, 0.5)) and not by_stroke.proper(Recipe(1, 0, 0.5))
+    assert by_stroke.proper(Recipe(2, 3, 0.5))
+    assert Exemplars(data, drawings, "ink").proper(Recipe(0, 1, 0.5))
+
+
 def tiny(size: int = 28) -> tuple[LabeledImages, dict[str, Drawing]]:
     """Four classes in two groups, three items each; the last item of class 3 has no drawing."""
     ids = [f"G{c // 2}/c{c}/{j:02d}.png" for c in range(4) for j in range(3)]
@@ -162,6 +188,22 @@ def test_recombined_classes_join_drawer_j_of_both_characters() -> None:
     # Without a drawing, an item gives no exemplar; an empty table adds nothing.
     assert all("c3/02" not in item for item in recombined_drawings(data, drawings, table))
     assert recombined(data, drawings, [])[0].num_classes == data.num_classes
+
+
+def test_one_drawer_classes_repeat_the_first_drawer_pair() -> None:
+    """Drawers split a character's strokes differently; one drawer pair makes one character."""
+    data, drawings = tiny()
+    table = recombination_table(data.labels, data.groups, 4, seed=1)
+    each, _ = recombined(data, drawings, table, spacing=2.0)
+    one, made = recombined(data, drawings, table, spacing=2.0, one_drawer=True)
+    assert torch.equal(one.labels, each.labels) and one.item_ids == each.item_ids
+    for k in range(len(table)):
+        rows = torch.nonzero(one.labels == 4 + k).flatten()
+        # Exemplar 0 is drawer 0's, as before; the others copy it instead of their own drawer's.
+        assert torch.equal(one.images[rows[0]], each.images[rows[0]])
+        assert all(torch.equal(one.images[r], one.images[rows[0]]) for r in rows[1:])
+        assert not all(torch.equal(each.images[r], each.images[rows[0]]) for r in rows[1:])
+    assert len(made) == len(each.item_ids) - len(data)
 
 
 def _omniglot_with_strokes(tmp_path: Path, overrides: list[str]):
@@ -209,6 +251,42 @@ def test_new_classes_read_only_the_training_items(tmp_path: Path) -> None:
     assert StrokeAugmentation(recombined_cut=[0.4, 0.6]).recombined_cut == (0.4, 0.6)
 
 
+def test_distinct_recombined_classes_share_no_parent(tmp_path: Path) -> None:
+    config = _omniglot_with_strokes(tmp_path, [])
+    from metriclab.assemble import build_data
+
+    train, _ = build_data(config)
+    zips = [str(tmp_path / "strokes.zip")]
+    # Two alphabets of three training characters, each drawn with 3 strokes (every cut is
+    # proper): one disjoint pair per alphabet; five recipes must share a character.
+    plain = StrokeAugmentation(zips, p=0.0, recombined=5)
+    distinct = StrokeAugmentation(zips, p=0.0, recombined=2, recombined_distinct=True)
+    joined = with_new_classes(distinct, train)
+    assert joined.num_classes == train.num_classes + 2
+
+    def parents(augment: StrokeAugmentation) -> list[str]:
+        """Each recombined item's two source classes, read back from its drawing's strokes."""
+        by_stroke = {
+            stroke.tobytes(): item.rsplit("/", 1)[0]
+            for item, d in augment._drawings.items()
+            for stroke in resample_drawing(d, augment.spacing / 4).strokes
+        }
+        found = set()
+        for item, d in augment._made.items():
+            found |= {(item.rsplit("/", 1)[0], by_stroke[s.tobytes()]) for s in d.strokes}
+        return [source for _, source in sorted(found)]
+
+    used = parents(distinct)
+    assert len(used) == len(set(used)) == 4  # two parents per class, none shared
+    with_new_classes(plain, train)
+    shared = parents(plain)
+    assert len(shared) == 10 and len(set(shared)) <= 6  # without it, parents are shared
+    with pytest.raises(ValueError, match="only 2 disjoint pairs"):
+        with_new_classes(
+            StrokeAugmentation(zips, p=0.0, recombined=3, recombined_distinct=True), train
+        )
+
+
 def test_training_with_recombined_classes_through_the_config(tmp_path: Path) -> None:
     from metriclab.training.loop import Trainer
 
@@ -230,3 +308,23 @@ def test_training_with_recombined_classes_through_the_config(tmp_path: Path) -> 
     assert len(names) == 2 * (6 + 4)
     assert sum("recombined" in n for n in names) == 8
     assert sum("recombined" in n and n.endswith("@rot90") for n in names) == 4
+
+
+def test_recombined_classes_come_from_one_drawer_pair_unless_asked(tmp_path: Path) -> None:
+    config = _omniglot_with_strokes(tmp_path, [])
+    from metriclab.assemble import build_data
+
+    train, _ = build_data(config)
+    zips = [str(tmp_path / "strokes.zip")]
+
+    def identical_exemplars(augment: StrokeAugmentation) -> list[bool]:
+        joined = with_new_classes(augment, train)
+        images = joined.images[len(train) :]
+        labels = joined.labels[len(train) :]
+        return [
+            bool((images[labels == c] == images[labels == c][0]).all()) for c in labels.unique()
+        ]
+
+    assert all(identical_exemplars(StrokeAugmentation(zips, p=0.0, recombined=3)))
+    drawer_by_drawer = StrokeAugmentation(zips, p=0.0, recombined=3, recombined_one_drawer=False)
+    assert not any(identical_exemplars(drawer_by_drawer))

@@ -84,7 +84,7 @@ def test_the_total_is_the_objectives_loss_plus_the_weighted_extra_on_the_same_ba
 
 
 def test_a_labelled_batch_loss_beside_a_margin_classifier(digits_train: LabeledImages) -> None:
-    """The faces pairing: ArcFace as train.loss, a batch-hard triplet term beside it."""
+    """The faces pairing: ArcFace as train.loss, a triplet term (every valid triplet) beside it."""
     overrides = [
         "train.objective=classifier",
         "train.loss=pml:ArcFaceLoss",

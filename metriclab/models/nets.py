@@ -121,8 +121,7 @@ class EmbeddingNet(nn.Module):
         """
         if not self.whiten_layers:
             return self.backbone_features(images)
-        if self.input_mean is not None and self.input_std is not None:
-            images = (images - self.input_mean) / self.input_std
+        images = self._standardised(images)
         captured: dict[str, list[torch.Tensor]] = {name: [] for name in self.whiten_layers}
         modules = dict(self.backbone.named_modules())
         handles = [
@@ -144,9 +143,14 @@ class EmbeddingNet(nn.Module):
 
     def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` → the ``(B, F)`` flattened backbone output the head reads."""
+        return self.backbone(self._standardised(images)).flatten(1)
+
+    def _standardised(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` in the input statistics the backbone was built for (a pretrained
+        backbone's mean and std), unchanged when it declares none; every backbone pass uses it."""
         if self.input_mean is not None and self.input_std is not None:
-            images = (images - self.input_mean) / self.input_std
-        return self.backbone(images).flatten(1)
+            return (images - self.input_mean) / self.input_std
+        return images
 
     def check_images(self, images: torch.Tensor) -> None:
         """Raise naming the fix when ``images`` are not what this net was built for."""

@@ -226,3 +226,29 @@ def test_a_module_that_runs_twice_is_refused() -> None:
     net = EmbeddingNet(tower, dim=4, image_size=4)
     with pytest.raises(ValueError, match="module '1' ran 2 times in one forward pass"):
         net.attach_whitening("backbone", 0, ["1"])
+
+
+@pytest.mark.parametrize(
+    ("name", "relu"), [("torchvision:resnet18", "relu"), ("timm:resnet18", "act1")]
+)
+def test_layers_of_torchvision_and_timm_backbones_are_read_by_name(name: str, relu: str) -> None:
+    if name.startswith("timm:"):
+        pytest.importorskip("timm")
+    torch.manual_seed(0)
+    net = EmbeddingNet(backbone(name, 3), dim=4, in_channels=3, image_size=32).eval()
+    tower = net.backbone
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():  # the stem and the stages by hand: (3, 256 · 2 · 2), (3, 512 · 1 · 1)
+        x = tower.maxpool(getattr(tower, relu)(tower.bn1(tower.conv1(images))))
+        third = tower.layer3(tower.layer2(tower.layer1(x)))
+        fourth = tower.layer4(third)
+    assert net.attach_whitening("backbone", 0, ["layer3"]).in_features == 256 * 2 * 2
+    with torch.no_grad():
+        torch.testing.assert_close(net.whitening_features(images), third.flatten(1))
+    if name.startswith("timm:"):  # timm's basic block has a ReLU module per use: the last one
+        net.attach_whitening("backbone", 0, ["layer4.1.act2"])  # gives the block's output
+        with torch.no_grad():
+            torch.testing.assert_close(net.whitening_features(images), fourth.flatten(1))
+    else:  # torchvision's basic block applies one ReLU module twice: refused, not guessed
+        with pytest.raises(ValueError, match="'layer4.1.relu' ran 2 times in one forward pass"):
+            net.attach_whitening("backbone", 0, ["layer4.1.relu"])

@@ -74,8 +74,9 @@ class PhotoAugment:
             saturation = self.jitter if channels == 3 else 0.0
             steps.append(v2.ColorJitter(self.jitter, self.jitter, saturation))
         if self.erase:
-            steps.append(v2.RandomErasing(self.erase, scale=ERASED_AREA, ratio=ERASED_ASPECT,
-                                          value="random"))  # fmt: skip
+            # value="random": each erased pixel gets its own random value, as in the paper.
+            erasing = v2.RandomErasing(self.erase, ERASED_AREA, ERASED_ASPECT, value="random")
+            steps.append(erasing)
         return v2.Compose(steps)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

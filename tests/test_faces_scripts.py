@@ -100,18 +100,34 @@ def test_baseline_learns_the_synthetic_faces(faces_zip: Path) -> None:
     assert 0.0 <= report.verification.eer <= 0.5 and minutes >= 0
 
 
+@pytest.mark.parametrize("validation_folds", [2, 4])
 def test_validation_zip_never_holds_the_first_folds_subjects(
-    faces_zip: Path, tmp_path: Path
+    faces_zip: Path, tmp_path: Path, validation_folds: int
 ) -> None:
     args = repro.argparse.Namespace(
-        data=faces_zip, folds=2, fold_seed=0, validation=True, runs=tmp_path
+        data=faces_zip,
+        folds=2,
+        fold_seed=0,
+        validation=True,
+        validation_folds=validation_folds,
+        runs=tmp_path,
     )
     data, folds = repro.plan(args)
+    assert len(folds) == validation_folds
     held_back = base.subject_folds(base.load_faces(faces_zip, 8).class_names, 2, 0)[0]
     with zipfile.ZipFile(data) as archive:
         seen = {name.split("/")[-2] for name in archive.namelist()}
     assert seen.isdisjoint(held_back) and len(seen) == SUBJECTS - len(held_back)
     assert sorted(s for fold in folds for s in fold) == sorted(seen)
+
+
+def test_validation_folds_without_validation_is_one_error(
+    faces_zip: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    argv = ["reproduce_faces.py", "--data", str(faces_zip), "--validation-folds", "4"]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert repro.main() == 2
+    assert capsys.readouterr().err.startswith("error: --validation-folds applies with --validation")
 
 
 def test_reproduce_script_prints_both_methods(

@@ -14,8 +14,8 @@ time and CPU time (user + system of this process). One torch thread unless ``--t
 
 ``--validation`` is where settings are chosen: the first fold's test subjects are not even read,
 and the other 20 fall into 2 folds of 10 (train on 10, score on 10), or ``--validation-folds 4``
-folds of 5 (train on 15, score on 5: closer to the 20 training subjects of the held-out folds,
-5-way episodes only; on 2026-12-02 a lever that won with 10 training subjects lost held out).
+folds of 5 (train on 15, score on 5, 5-way episodes only: nearer the held-out folds' 20 training
+subjects, though on 2026-12-02 it ranked a lever as the 2 folds did, and opposite to held out).
 ``--quick`` trains 20 steps per config, to check the pipeline, not the accuracy. Target (issue 15): ≥ 95 % 10-way 1-shot and
 ≤ 3 % EER on unseen subjects within 15 CPU minutes of training.
 """

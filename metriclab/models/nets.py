@@ -137,7 +137,7 @@ class EmbeddingNet(nn.Module):
             if len(outputs) != 1:
                 raise ValueError(
                     f"backbone module {name!r} ran {len(outputs)} times in one forward pass, so "
-                    "its output is ambiguous; whiten a module that runs once"
+                    "its output is ambiguous; name a module that runs once in train.whiten_layers"
                 )
         return torch.cat([captured[name][0] for name in self.whiten_layers], dim=1)
 
